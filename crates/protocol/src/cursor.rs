@@ -1,0 +1,91 @@
+//! The cursor: where a client is in a channel's stream, as `(epoch, seq)`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A position in a channel's stream.
+///
+/// `seq` is the last event the client has; `epoch` names the life of the
+/// channel's history, so that a cursor from before a loss of history is
+/// recognised instead of silently skipping events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// The life of the channel's history this cursor belongs to.
+    pub epoch: String,
+    /// The last event seen; 0 before the first event.
+    pub seq: u64,
+}
+
+/// Why a string is not a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a cursor looks like \"epoch:seq\", as the server sent it")]
+pub struct CursorParseError;
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.seq)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = CursorParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (epoch, seq) = text.rsplit_once(':').ok_or(CursorParseError)?;
+        let epoch_is_valid = !epoch.is_empty()
+            && epoch.len() <= 32
+            && epoch.bytes().all(|byte| byte.is_ascii_alphanumeric());
+        if !epoch_is_valid {
+            return Err(CursorParseError);
+        }
+        let seq = seq.parse().map_err(|_| CursorParseError)?;
+        Ok(Cursor {
+            epoch: epoch.to_owned(),
+            seq,
+        })
+    }
+}
+
+impl Serialize for Cursor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cursor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: Option<(&str, u64)>) {
+        let parsed = text.parse::<Cursor>().ok();
+        let expected = expected.map(|(epoch, seq)| Cursor {
+            epoch: epoch.to_owned(),
+            seq,
+        });
+        assert_eq!(parsed, expected, "{text:?}");
+        if let Some(cursor) = parsed {
+            assert_eq!(cursor.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn parses_what_it_prints_and_nothing_else() {
+        check("k3x9a1:41", Some(("k3x9a1", 41)));
+        check("a:0", Some(("a", 0)));
+        check(":41", None);
+        check("abc", None);
+        check("abc:", None);
+        check("abc:-1", None);
+        check("ab-c:1", None);
+        check("abc:18446744073709551616", None);
+    }
+}

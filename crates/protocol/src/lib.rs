@@ -1,0 +1,386 @@
+//! The wire types of the talk protocol, version 1 (see `docs/protocol.md`).
+//!
+//! These are the only serde types of the project: the server, the client
+//! library and every tool built on it speak through them, so the protocol
+//! document and the code cannot drift apart silently.
+
+mod cursor;
+mod names;
+
+pub use cursor::{Cursor, CursorParseError};
+pub use names::{ChannelName, Color, InvalidValue, Name, SendId};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const VERSION: u32 = 1;
+
+/// The channel every session starts in and `/exit` goes back to.
+pub const DEFAULT_CHANNEL: &str = "lobby";
+
+/// A request to `POST /broadcast`, told apart by its `op` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BroadcastRequest {
+    /// Start a session; every field is a wish the server may refuse.
+    Start {
+        /// The name the person would like.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The color the person would like, `rrggbb`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        color: Option<String>,
+        /// The channel to start in; the default channel when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+    },
+    /// Say something, or run a command when the text starts with `/`.
+    Send {
+        /// The session's secret token.
+        token: String,
+        /// The client's id for this send, so that a retry is not posted twice.
+        id: String,
+        /// The text or command.
+        text: String,
+    },
+    /// End the session now.
+    Leave {
+        /// The session's secret token.
+        token: String,
+    },
+}
+
+/// The body of `POST /poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollRequest {
+    /// The session's secret token.
+    pub token: String,
+    /// The channel the client's cursor belongs to; absent on the first poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Where the client is in that channel's stream; absent on the first poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<Cursor>,
+    /// Hold the poll at most this long (capped by the server's poll timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// The envelope every request may carry, read before the request itself.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Envelope {
+    /// The protocol version the client speaks; 1 when absent.
+    #[serde(default)]
+    pub v: Option<u32>,
+}
+
+/// The answer to a successful `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartAnswer {
+    /// The session's secret token: keep it, send it with every request.
+    pub token: String,
+    /// The name the session got.
+    pub name: String,
+    /// The color the session got.
+    pub color: String,
+    /// The channel the session is in.
+    pub channel: String,
+    /// The server's poll timeout, so a client can set its own HTTP timeout above it.
+    pub poll_timeout_ms: u64,
+    /// Why the session did not get what it asked for, for people to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// The answer to a successful `send` or `leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendAnswer {
+    /// Always true; present so that every success looks alike.
+    pub ok: bool,
+    /// The position of the posted event in the session's channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// True when this id was posted before and this send changed nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub duplicate: bool,
+    /// The reply to a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
+}
+
+/// The reply to a command, for the person who sent it only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// After `/join` and `/exit`: the session is in `channel` now.
+    Joined {
+        /// The channel joined.
+        channel: String,
+    },
+    /// After `/list`.
+    List {
+        /// Channels with people in them, largest first.
+        channels: Vec<ChannelInfo>,
+    },
+    /// After `/who`.
+    Who {
+        /// The session's channel.
+        channel: String,
+        /// The people in it, by name.
+        members: Vec<Member>,
+    },
+    /// After `/nick`.
+    Nick {
+        /// The new name.
+        name: String,
+    },
+    /// After `/color`.
+    Color {
+        /// The new color.
+        color: String,
+    },
+    /// After `/help`.
+    Help {
+        /// Every command with a line about it.
+        commands: Vec<CommandHelp>,
+    },
+}
+
+/// A channel in a `/list` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The channel's name.
+    pub name: String,
+    /// How many people are in it.
+    pub members: usize,
+}
+
+/// A person in a `/who` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The person's name.
+    pub name: String,
+    /// The person's color.
+    pub color: String,
+}
+
+/// A command in a `/help` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandHelp {
+    /// How to type it, e.g. `/join <name>`.
+    pub usage: String,
+    /// What it does.
+    pub about: String,
+}
+
+/// The answer to `POST /poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollAnswer {
+    /// The session's channel now.
+    pub channel: String,
+    /// The cursor to send with the next poll.
+    pub cursor: Cursor,
+    /// The events after the request's cursor, oldest first.
+    pub events: Vec<Event>,
+    /// Present when the client must replace what it shows by `events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<Reset>,
+    /// True when the server is going away: poll again after a short pause.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reconnect: bool,
+}
+
+/// Why a poll answer replaces the client's view instead of adding to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reset {
+    /// The poll had no cursor.
+    Start,
+    /// The session is in another channel than the poll named.
+    Switch,
+    /// The cursor is outside the history window.
+    Gap,
+    /// The cursor is from an earlier life of the channel's history.
+    Epoch,
+}
+
+impl Reset {
+    /// The wire name, as in the `reset` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reset::Start => "start",
+            Reset::Switch => "switch",
+            Reset::Gap => "gap",
+            Reset::Epoch => "epoch",
+        }
+    }
+}
+
+/// One event of a channel's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event's position in its channel's stream.
+    pub seq: u64,
+    /// When the server stored it, in milliseconds since 1970.
+    pub ts: u64,
+    /// The person's name at the time.
+    pub from: String,
+    /// The person's color at the time.
+    pub color: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event says happened, told apart by its `type` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A chat message.
+    Message {
+        /// The message, to be shown as text.
+        text: String,
+        /// The sender's id for it.
+        id: String,
+    },
+    /// A `/me` action.
+    Me {
+        /// The action, to be shown as text after the name.
+        text: String,
+        /// The sender's id for it.
+        id: String,
+    },
+    /// The person came into the channel.
+    Join,
+    /// The person went.
+    Leave {
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// The person changed name from `from` to `to`.
+    Nick {
+        /// The new name.
+        to: String,
+    },
+    /// The person changed color to `color`.
+    Color,
+}
+
+/// Why a person left a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// Switched to another channel.
+    Exit,
+    /// Ended the session.
+    Quit,
+    /// Stopped polling for longer than the grace period.
+    Timeout,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable code to match on, e.g. `unknown_session`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// For 429 answers: how long to wait before trying again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Encodes a value as the JSON the protocol sends.
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain types cannot fail: no maps with non-string keys.
+    serde_json::to_vec(value).expect("protocol types always serialize")
+}
+
+/// Decodes a JSON value of the protocol.
+pub fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_event(json: &str, expected: EventKind) {
+        let event: Event = from_json(json.as_bytes()).unwrap();
+        assert_eq!(event.kind, expected);
+        let again: Event = from_json(&to_json(&event)).unwrap();
+        assert_eq!(again, event);
+    }
+
+    #[test]
+    fn events_round_trip() {
+        check_event(
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"message","text":"hi","id":"x"}"#,
+            EventKind::Message {
+                text: "hi".into(),
+                id: "x".into(),
+            },
+        );
+        check_event(
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"leave","reason":"timeout"}"#,
+            EventKind::Leave {
+                reason: LeaveReason::Timeout,
+            },
+        );
+        check_event(
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"nick","to":"b"}"#,
+            EventKind::Nick { to: "b".into() },
+        );
+        check_event(
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"join"}"#,
+            EventKind::Join,
+        );
+    }
+
+    #[test]
+    fn broadcast_requests_are_told_apart_by_op() {
+        let start: BroadcastRequest = from_json(br#"{"op":"start"}"#).unwrap();
+        assert_eq!(
+            start,
+            BroadcastRequest::Start {
+                name: None,
+                color: None,
+                channel: None
+            }
+        );
+        let send: BroadcastRequest =
+            from_json(br#"{"op":"send","token":"t","id":"i","text":"x","v":1}"#).unwrap();
+        assert!(matches!(send, BroadcastRequest::Send { .. }));
+        assert!(from_json::<BroadcastRequest>(br#"{"op":"shout"}"#).is_err());
+        assert!(from_json::<BroadcastRequest>(br#"{"op":"send","token":"t"}"#).is_err());
+    }
+
+    #[test]
+    fn poll_answer_leaves_out_empty_flags() {
+        let answer = PollAnswer {
+            channel: "lobby".into(),
+            cursor: Cursor {
+                epoch: "e".into(),
+                seq: 3,
+            },
+            events: vec![],
+            reset: None,
+            reconnect: false,
+        };
+        assert_eq!(
+            String::from_utf8(to_json(&answer)).unwrap(),
+            r#"{"channel":"lobby","cursor":"e:3","events":[]}"#
+        );
+    }
+}
