@@ -312,6 +312,42 @@ pub fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_jso
     serde_json::from_slice(bytes)
 }
 
+/// Encodes a poll answer around events that are already encoded, so that a
+/// server can encode each event once and splice it into many answers.
+///
+/// The result decodes as a [`PollAnswer`].
+pub fn poll_answer_json<'a>(
+    channel: &str,
+    cursor: &Cursor,
+    events: impl Iterator<Item = &'a [u8]>,
+    reset: Option<Reset>,
+    reconnect: bool,
+) -> Vec<u8> {
+    let mut json = Vec::with_capacity(128);
+    json.extend_from_slice(b"{\"channel\":");
+    serde_json::to_writer(&mut json, channel).expect("writing to a Vec cannot fail");
+    json.extend_from_slice(b",\"cursor\":");
+    serde_json::to_writer(&mut json, cursor).expect("writing to a Vec cannot fail");
+    json.extend_from_slice(b",\"events\":[");
+    for (index, event) in events.enumerate() {
+        if index > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(event);
+    }
+    json.push(b']');
+    if let Some(reset) = reset {
+        json.extend_from_slice(b",\"reset\":\"");
+        json.extend_from_slice(reset.as_str().as_bytes());
+        json.push(b'"');
+    }
+    if reconnect {
+        json.extend_from_slice(b",\"reconnect\":true");
+    }
+    json.push(b'}');
+    json
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +400,38 @@ mod tests {
         assert!(matches!(send, BroadcastRequest::Send { .. }));
         assert!(from_json::<BroadcastRequest>(br#"{"op":"shout"}"#).is_err());
         assert!(from_json::<BroadcastRequest>(br#"{"op":"send","token":"t"}"#).is_err());
+    }
+
+    #[test]
+    fn spliced_poll_answers_decode() {
+        let event = Event {
+            seq: 7,
+            ts: 1,
+            from: "a\"b".into(),
+            color: "ffffff".into(),
+            kind: EventKind::Message {
+                text: "<b>\u{202e}".into(),
+                id: "x".into(),
+            },
+        };
+        let encoded = to_json(&event);
+        let cursor = Cursor {
+            epoch: "e1".into(),
+            seq: 7,
+        };
+        for (reset, reconnect) in [(None, false), (Some(Reset::Gap), false), (None, true)] {
+            let json = poll_answer_json(
+                "lobby",
+                &cursor,
+                [&encoded[..], &encoded[..]].into_iter(),
+                reset,
+                reconnect,
+            );
+            let answer: PollAnswer = from_json(&json).unwrap();
+            assert_eq!(answer.events, vec![event.clone(), event.clone()]);
+            assert_eq!((answer.reset, answer.reconnect), (reset, reconnect));
+            assert_eq!(answer.cursor, cursor);
+        }
     }
 
     #[test]

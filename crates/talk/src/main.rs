@@ -1,1 +1,34 @@
-fn main() {}
+//! `talk`: the chat server, and the tools around it, in one binary.
+//!
+//! This file only parses the command line, sets up logging and hands each
+//! subcommand to its module; the work is done in the library crates.
+
+mod bench;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Real-time chat over HTTP long-polling.
+#[derive(Debug, Parser)]
+#[command(name = "talk", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the chat server (what `talk` with no subcommand does).
+    Serve(serve::ServeArgs),
+    /// Drive a running server with load and measure it.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        None => serve::run(serve::ServeArgs::parse_from(["talk"])),
+    }
+}

@@ -1,0 +1,206 @@
+//! What a person can send: a message, or a command such as `/join games`.
+//!
+//! `Command::parse` turns a text into a `Command`; each command runs in its
+//! own file. The reply goes back in the answer to the request that sent it.
+
+mod color;
+mod help;
+mod join;
+mod list;
+mod me;
+mod nick;
+mod who;
+
+use std::sync::Arc;
+
+use talk_protocol::{ChannelName, Color, EventKind, InvalidValue, Name, SendAnswer, SendId};
+
+use crate::hub::{self, Hub, Session};
+
+/// What can go wrong with a send.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The text is empty after trimming.
+    #[error("there is nothing to send")]
+    EmptyMessage,
+    /// The text is over the limit.
+    #[error("messages are at most {max} characters")]
+    MessageTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// Not a command.
+    #[error("{command} is not a command; the commands are {}", help::COMMAND_NAMES)]
+    UnknownCommand {
+        /// The word typed.
+        command: String,
+    },
+    /// A command's argument breaks the rules.
+    #[error("{value} (usage: {usage})")]
+    Invalid {
+        /// What was wrong.
+        value: InvalidValue,
+        /// How to type the command.
+        usage: &'static str,
+    },
+    /// The hub refused.
+    #[error(transparent)]
+    Hub(#[from] hub::Error),
+}
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    Join(ChannelName),
+    Exit,
+    List,
+    Who,
+    Nick(Name),
+    Color(Color),
+    Me(String),
+    Help,
+}
+
+impl Command {
+    /// Parses a text that starts with `/`.
+    pub(crate) fn parse(text: &str) -> Result<Command, Error> {
+        let (word, argument) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        let argument = argument.trim();
+        let invalid = |usage| move |value| Error::Invalid { value, usage };
+        Ok(match word.to_ascii_lowercase().as_str() {
+            "/join" => Command::Join(ChannelName::parse(argument).map_err(invalid(join::USAGE))?),
+            "/exit" => Command::Exit,
+            "/list" => Command::List,
+            "/who" => Command::Who,
+            "/nick" => Command::Nick(Name::parse(argument).map_err(invalid(nick::USAGE))?),
+            "/color" => Command::Color(Color::parse(argument).map_err(invalid(color::USAGE))?),
+            "/me" if argument.is_empty() => return Err(Error::EmptyMessage),
+            "/me" => Command::Me(argument.to_owned()),
+            "/help" => Command::Help,
+            _ => {
+                return Err(Error::UnknownCommand {
+                    command: word.chars().take(32).collect(),
+                })
+            }
+        })
+    }
+}
+
+/// Runs a send: posts a message, or runs a command. `//text` posts `/text`.
+pub(crate) async fn execute(
+    hub: &Hub,
+    session: &Arc<Session>,
+    send_id: &SendId,
+    text: &str,
+    max_chars: usize,
+) -> Result<SendAnswer, Error> {
+    let _changes = session.changes.lock().await;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::EmptyMessage);
+    }
+    if text.starts_with("//") || !text.starts_with('/') {
+        let text = text
+            .strip_prefix('/')
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(text);
+        return post(hub, session, send_id, text, max_chars, |text, id| {
+            EventKind::Message { text, id }
+        })
+        .await;
+    }
+    match Command::parse(text)? {
+        Command::Join(channel) => join::run(hub, session, channel).await,
+        Command::Exit => join::run(hub, session, ChannelName::default_channel()).await,
+        Command::List => Ok(list::run(hub)),
+        Command::Who => Ok(who::run(hub, session)),
+        Command::Nick(name) => nick::run(hub, session, name).await,
+        Command::Color(color) => color::run(hub, session, color).await,
+        Command::Me(action) => me::run(hub, session, send_id, &action, max_chars).await,
+        Command::Help => Ok(help::run()),
+    }
+}
+
+/// Posts `text` as the event `kind` builds, after checking its length.
+async fn post(
+    hub: &Hub,
+    session: &Arc<Session>,
+    send_id: &SendId,
+    text: &str,
+    max_chars: usize,
+    kind: impl FnOnce(String, String) -> EventKind,
+) -> Result<SendAnswer, Error> {
+    if text.chars().count() > max_chars {
+        return Err(Error::MessageTooLong { max: max_chars });
+    }
+    let kind = kind(text.to_owned(), send_id.as_str().to_owned());
+    let (seq, duplicate) = hub.post(session, send_id.as_str(), kind).await?;
+    Ok(SendAnswer {
+        ok: true,
+        seq: Some(seq),
+        duplicate,
+        reply: None,
+    })
+}
+
+/// A successful answer carrying a command's reply.
+fn replied(reply: talk_protocol::Reply) -> SendAnswer {
+    SendAnswer {
+        ok: true,
+        seq: None,
+        duplicate: false,
+        reply: Some(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: Result<Command, &str>) {
+        let parsed = Command::parse(text).map_err(|error| error.to_string());
+        match (&parsed, &expected) {
+            (Ok(command), Ok(want)) => assert_eq!(command, want, "{text:?}"),
+            (Err(message), Err(fragment)) => {
+                assert!(message.contains(fragment), "{text:?}: {message}")
+            }
+            _ => panic!("{text:?}: got {parsed:?}, wanted {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_command() {
+        check(
+            "/join Games",
+            Ok(Command::Join(ChannelName::parse("games").unwrap())),
+        );
+        check(
+            "/JOIN  dev ",
+            Ok(Command::Join(ChannelName::parse("dev").unwrap())),
+        );
+        check("/exit", Ok(Command::Exit));
+        check("/list", Ok(Command::List));
+        check("/who", Ok(Command::Who));
+        check("/nick ada", Ok(Command::Nick(Name::parse("ada").unwrap())));
+        check(
+            "/color #66ccff",
+            Ok(Command::Color(Color::parse("66ccff").unwrap())),
+        );
+        check("/me waves  hello", Ok(Command::Me("waves  hello".into())));
+        check("/help", Ok(Command::Help));
+    }
+
+    #[test]
+    fn explains_what_is_wrong() {
+        check("/join", Err("usage: /join <channel>"));
+        check("/join a b", Err("channel names are"));
+        check("/nick", Err("usage: /nick <name>"));
+        check("/color red", Err("six hex digits"));
+        check("/color 000000", Err("too dark"));
+        check("/me", Err("nothing to send"));
+        check(
+            "/dance",
+            Err("/dance is not a command; the commands are /join"),
+        );
+    }
+}

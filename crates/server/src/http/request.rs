@@ -1,0 +1,89 @@
+//! Reading a request: its JSON body (within the size limit and the
+//! protocol version) and the client's address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// A protocol request read from a JSON body, whatever its content type.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let max = state.config.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > max) {
+            return Err(ApiError::BodyTooLarge { max });
+        }
+        let bytes = Limited::new(request.into_body(), max)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.downcast_ref::<LengthLimitError>().is_some() {
+                    ApiError::BodyTooLarge { max }
+                } else {
+                    ApiError::BadRequest(format!("the request body could not be read: {error}"))
+                }
+            })?
+            .to_bytes();
+        let envelope: talk_protocol::Envelope =
+            talk_protocol::from_json(&bytes).map_err(|error| {
+                ApiError::BadRequest(format!("the body is not a JSON object: {error}"))
+            })?;
+        if let Some(version) = envelope
+            .v
+            .filter(|version| *version != talk_protocol::VERSION)
+        {
+            return Err(ApiError::UnsupportedVersion(version));
+        }
+        talk_protocol::from_json(&bytes)
+            .map(JsonBody)
+            .map_err(|error| {
+                ApiError::BadRequest(format!("the request does not fit the protocol: {error}"))
+            })
+    }
+}
+
+/// The client's address: from the trusted proxy's header when one is
+/// configured and present, else the connection's peer.
+pub(crate) struct ClientIp(pub(crate) IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(client_ip(
+            &parts.headers,
+            peer,
+            state.config.client_ip_header.as_deref(),
+        )))
+    }
+}
+
+fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<&ConnectInfo<SocketAddr>>,
+    proxy_header: Option<&str>,
+) -> IpAddr {
+    let from_header = proxy_header
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    from_header
+        .or_else(|| peer.map(|ConnectInfo(address)| address.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}

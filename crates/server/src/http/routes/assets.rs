@@ -1,0 +1,46 @@
+//! The browser client's files, with ETags so browsers revalidate cheaply.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::http::error::ApiError;
+use crate::widget;
+
+pub(crate) async fn asset(
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let asset = widget::asset(&name).ok_or(ApiError::NotFound)?;
+    let etag = asset.etag();
+    let cache_headers = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("an etag is a valid header"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    }
+    let content_type = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    )];
+    Ok((content_type, cache_headers, asset.body).into_response())
+}
+
+pub(crate) async fn home() -> Redirect {
+    Redirect::to("/talk.html")
+}

@@ -1,0 +1,77 @@
+//! `POST /broadcast`: start a session, send a message or command, leave.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use talk_protocol::{
+    BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
+};
+
+use crate::command;
+use crate::http::error::ApiError;
+use crate::http::request::{ClientIp, JsonBody};
+use crate::http::AppState;
+
+pub(crate) async fn broadcast(
+    State(app): State<AppState>,
+    ClientIp(address): ClientIp,
+    JsonBody(request): JsonBody<BroadcastRequest>,
+) -> Result<Response, ApiError> {
+    match request {
+        BroadcastRequest::Start {
+            name,
+            color,
+            channel,
+        } => {
+            app.limits
+                .check_start(address)
+                .map_err(|retry_after| ApiError::TooManySessions { retry_after })?;
+            let name = name.as_deref().map(Name::parse).transpose()?;
+            let color = color.as_deref().map(Color::parse).transpose()?;
+            let channel = match channel {
+                Some(channel) => ChannelName::parse(&channel)?,
+                None => ChannelName::default_channel(),
+            };
+            let asked_name = name.as_ref().map(|name| name.as_str().to_owned());
+            let started = app.hub.start_session(name, color, channel).await?;
+            let notice = match asked_name {
+                Some(asked) if started.name_was_taken => Some(format!(
+                    "the name {asked} is taken; you are {} (try /nick)",
+                    started.name.as_str()
+                )),
+                _ => None,
+            };
+            let answer = StartAnswer {
+                token: started.session.token.to_string(),
+                name: started.name.as_str().to_owned(),
+                color: started.color.to_string(),
+                channel: started.channel.as_str().to_owned(),
+                poll_timeout_ms: app.config.poll_timeout.as_millis() as u64,
+                notice,
+            };
+            Ok(Json(answer).into_response())
+        }
+        BroadcastRequest::Send { token, id, text } => {
+            let session = app.hub.session(&token)?;
+            app.limits
+                .check_send(&session.token)
+                .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+            let id = SendId::parse(&id)?;
+            let answer =
+                command::execute(&app.hub, &session, &id, &text, app.config.max_message_chars)
+                    .await?;
+            Ok(Json(answer).into_response())
+        }
+        BroadcastRequest::Leave { token } => {
+            let session = app.hub.session(&token)?;
+            app.hub.end_session(&session, LeaveReason::Quit).await?;
+            let answer = SendAnswer {
+                ok: true,
+                seq: None,
+                duplicate: false,
+                reply: None,
+            };
+            Ok(Json(answer).into_response())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `POST /poll`: the long-poll.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use talk_protocol::{ChannelName, PollRequest};
+
+use crate::http::error::ApiError;
+use crate::http::request::JsonBody;
+use crate::http::AppState;
+
+pub(crate) async fn poll(
+    State(app): State<AppState>,
+    JsonBody(request): JsonBody<PollRequest>,
+) -> Result<Response, ApiError> {
+    let session = app.hub.session(&request.token)?;
+    let channel = request
+        .channel
+        .as_deref()
+        .map(ChannelName::parse)
+        .transpose()?;
+    if channel.is_none() && request.cursor.is_some() {
+        return Err(ApiError::BadRequest(
+            "a cursor goes with the channel it belongs to".into(),
+        ));
+    }
+    let wait = hold_time(app.config.poll_timeout, request.wait_ms);
+    let started = Instant::now();
+    let body = app
+        .hub
+        .poll(&session, channel, request.cursor, wait)
+        .await?;
+    let metrics = &app.metrics;
+    metrics.poll_answers.inc();
+    metrics.events_out.inc_by(body.n_events as u64);
+    metrics
+        .poll_hold_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.json,
+    )
+        .into_response())
+}
+
+/// How long to hold a poll: what the client asked for, capped by the poll
+/// timeout; or the poll timeout plus up to 10% of random jitter, so that
+/// clients that started together do not keep polling in lockstep.
+fn hold_time(poll_timeout: Duration, asked_ms: Option<u64>) -> Duration {
+    match asked_ms {
+        Some(ms) => Duration::from_millis(ms).min(poll_timeout),
+        None => poll_timeout + poll_timeout.mul_f64(fastrand::f64() * 0.1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_within_the_timeout_and_its_jitter() {
+        let timeout = Duration::from_secs(25);
+        assert_eq!(hold_time(timeout, Some(100)), Duration::from_millis(100));
+        assert_eq!(hold_time(timeout, Some(60_000)), timeout);
+        let held: Vec<Duration> = (0..50).map(|_| hold_time(timeout, None)).collect();
+        assert!(held
+            .iter()
+            .all(|hold| *hold >= timeout && *hold <= timeout.mul_f64(1.1)));
+        assert!(
+            held.iter().any(|hold| *hold != held[0]),
+            "the hold times should vary"
+        );
+    }
+}

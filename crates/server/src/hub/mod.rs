@@ -1,0 +1,525 @@
+//! The hub: sessions, channels, publishing, and the polls that wait.
+//!
+//! A poll parks here until its channel has something after its cursor; a
+//! publish stores the event, and once it is committed wakes the channel's
+//! waiting polls. The hub knows no HTTP and does no I/O itself: the store's
+//! writer thread does the disk work.
+
+mod channel;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use talk_protocol::{
+    ChannelInfo, ChannelName, Color, Cursor, Event, EventKind, LeaveReason, Member, Name, Reset,
+};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use channel::PollBody;
+use channel::{Assigned, Channel, Lookup};
+pub(crate) use session::Session;
+
+use crate::metrics::Metrics;
+use crate::store::{self, LoadedChannel, Store};
+
+/// What the hub needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct HubSettings {
+    pub(crate) history_window: usize,
+    pub(crate) history_on_join: usize,
+    pub(crate) presence_limit: usize,
+    pub(crate) session_grace: Duration,
+}
+
+/// What can go wrong in the hub; `http::error` turns each into an answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// The token names no live session.
+    #[error("this session is unknown or has expired; start a new one")]
+    UnknownSession,
+    /// Someone online has that name.
+    #[error("the name {name} is taken")]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+    },
+    /// The store could not keep the event, so it was not acknowledged.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The server is stopping.
+    #[error("the server is shutting down; try again in a moment")]
+    ShuttingDown,
+}
+
+/// The sessions, by token and by name.
+#[derive(Default)]
+struct Sessions {
+    by_token: HashMap<Arc<str>, Arc<Session>>,
+    /// Lowercased names of the sessions online, to keep names unique.
+    by_name: HashMap<String, Arc<str>>,
+}
+
+/// A new session, as `start` reports it.
+pub(crate) struct Started {
+    pub(crate) session: Arc<Session>,
+    pub(crate) name: Name,
+    pub(crate) color: Color,
+    pub(crate) channel: ChannelName,
+    /// Set when the session did not get the name it asked for.
+    pub(crate) name_was_taken: bool,
+}
+
+/// The hub of one server.
+pub(crate) struct Hub {
+    settings: HubSettings,
+    store: Store,
+    channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
+    sessions: Mutex<Sessions>,
+    shutting_down: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub(crate) fn new(
+        settings: HubSettings,
+        store: Store,
+        loaded: Vec<LoadedChannel>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let channels: HashMap<_, _> = loaded
+            .into_iter()
+            .filter_map(|channel| {
+                // Names were checked when stored; skip any that would not be today.
+                let name = ChannelName::parse(&channel.name).ok()?;
+                let value = Channel::new(
+                    name.clone(),
+                    channel.epoch,
+                    channel.head,
+                    channel.events,
+                    settings.history_window,
+                );
+                Some((name, Arc::new(value)))
+            })
+            .collect();
+        metrics.channels.set(channels.len() as i64);
+        Hub {
+            settings,
+            store,
+            channels: Mutex::new(channels),
+            sessions: Mutex::new(Sessions::default()),
+            shutting_down: CancellationToken::new(),
+            metrics,
+        }
+    }
+
+    /// The channel called `name`, created (with a new epoch) if it is new.
+    fn channel(&self, name: &ChannelName) -> Arc<Channel> {
+        let mut channels = self.channels.lock().expect("channels lock");
+        if let Some(channel) = channels.get(name) {
+            return channel.clone();
+        }
+        let epoch = new_epoch();
+        self.store.create_channel(name.as_str(), &epoch);
+        let channel = Arc::new(Channel::new(
+            name.clone(),
+            epoch,
+            0,
+            Vec::new(),
+            self.settings.history_window,
+        ));
+        channels.insert(name.clone(), channel.clone());
+        self.metrics.channels.set(channels.len() as i64);
+        channel
+    }
+
+    /// The live session whose token this is.
+    pub(crate) fn session(&self, token: &str) -> Result<Arc<Session>, Error> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .by_token
+            .get(token)
+            .cloned()
+            .ok_or(Error::UnknownSession)
+    }
+
+    /// Starts a session in `channel`, with the name and color asked for
+    /// where they are free, and announces it there.
+    pub(crate) async fn start_session(
+        &self,
+        name: Option<Name>,
+        color: Option<Color>,
+        channel: ChannelName,
+    ) -> Result<Started, Error> {
+        if self.shutting_down.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let token: Arc<str> = new_token().into();
+        let color = color.unwrap_or_else(|| Color::from_hue(fastrand::u16(0..360)));
+        let (session, name, name_was_taken) = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            let asked_for_a_name = name.is_some();
+            let wished = name.filter(|name| !sessions.by_name.contains_key(&name.key()));
+            let name_was_taken = asked_for_a_name && wished.is_none();
+            let name = wished.unwrap_or_else(|| guest_name(&sessions.by_name));
+            let session = Arc::new(Session::new(
+                token.clone(),
+                name.clone(),
+                color,
+                channel.clone(),
+            ));
+            sessions.by_name.insert(name.key(), token.clone());
+            sessions.by_token.insert(token, session.clone());
+            self.metrics.sessions.set(sessions.by_token.len() as i64);
+            (session, name, name_was_taken)
+        };
+        let joined = self.channel(&channel);
+        let n_members = joined.add_member(&session.token);
+        if n_members <= self.settings.presence_limit {
+            self.publish(&joined, &name, color, EventKind::Join, None)
+                .await?;
+        }
+        Ok(Started {
+            session,
+            name,
+            color,
+            channel,
+            name_was_taken,
+        })
+    }
+
+    /// Ends a session: it leaves its channel, and its token stops working.
+    pub(crate) async fn end_session(
+        &self,
+        session: &Arc<Session>,
+        reason: LeaveReason,
+    ) -> Result<(), Error> {
+        let _changes = session.changes.lock().await;
+        let state = session.update(|state| {
+            let was_live = !state.ended;
+            state.ended = true;
+            was_live.then(|| state.clone())
+        });
+        let Some(state) = state else {
+            return Ok(());
+        };
+        {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            sessions.by_token.remove(&session.token);
+            if sessions.by_name.get(&state.name.key()) == Some(&session.token) {
+                sessions.by_name.remove(&state.name.key());
+            }
+            self.metrics.sessions.set(sessions.by_token.len() as i64);
+        }
+        session.wake.notify_waiters();
+        let channel = self.channel(&state.channel);
+        if channel.remove_member(&session.token) <= self.settings.presence_limit {
+            self.publish(
+                &channel,
+                &state.name,
+                state.color,
+                EventKind::Leave { reason },
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session that has had no poll for the grace period.
+    pub(crate) async fn end_expired_sessions(&self) {
+        let now = Instant::now();
+        let expired: Vec<Arc<Session>> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions
+                .by_token
+                .values()
+                .filter(|session| {
+                    let state = session.snapshot();
+                    state.active_polls == 0
+                        && now.duration_since(state.last_seen) > self.settings.session_grace
+                })
+                .cloned()
+                .collect()
+        };
+        for session in expired {
+            if let Err(error) = self.end_session(&session, LeaveReason::Timeout).await {
+                tracing::warn!(%error, "announcing an expired session failed");
+            }
+        }
+    }
+
+    /// Posts a message (or `/me` action) from the session to its channel.
+    /// A send id seen before in the channel posts nothing and reports the
+    /// earlier position, with `true` for "duplicate".
+    pub(crate) async fn post(
+        &self,
+        session: &Arc<Session>,
+        send_id: &str,
+        kind: EventKind,
+    ) -> Result<(u64, bool), Error> {
+        let state = session.snapshot();
+        let channel = self.channel(&state.channel);
+        self.metrics.messages_in.inc();
+        self.publish(&channel, &state.name, state.color, kind, Some(send_id))
+            .await
+    }
+
+    /// Moves the session to `target`, announcing it in both channels and
+    /// releasing its held polls. Returns false when it was there already.
+    pub(crate) async fn switch_channel(
+        &self,
+        session: &Arc<Session>,
+        target: ChannelName,
+    ) -> Result<bool, Error> {
+        let before = session.update(|state| {
+            let before = state.clone();
+            state.channel = target.clone();
+            before
+        });
+        if before.channel == target {
+            return Ok(false);
+        }
+        let old = self.channel(&before.channel);
+        let new = self.channel(&target);
+        let n_before = old.remove_member(&session.token);
+        let n_after = new.add_member(&session.token);
+        session.wake.notify_waiters();
+        if n_before <= self.settings.presence_limit {
+            let leave = EventKind::Leave {
+                reason: LeaveReason::Exit,
+            };
+            self.publish(&old, &before.name, before.color, leave, None)
+                .await?;
+        }
+        if n_after <= self.settings.presence_limit {
+            self.publish(&new, &before.name, before.color, EventKind::Join, None)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Renames the session, if nobody else online has the name.
+    pub(crate) async fn rename(&self, session: &Arc<Session>, name: Name) -> Result<(), Error> {
+        let before = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            if let Some(owner) = sessions.by_name.get(&name.key()) {
+                if *owner != session.token {
+                    return Err(Error::NameTaken {
+                        name: name.as_str().to_owned(),
+                    });
+                }
+            }
+            let before = session.update(|state| std::mem::replace(&mut state.name, name.clone()));
+            sessions.by_name.remove(&before.key());
+            sessions.by_name.insert(name.key(), session.token.clone());
+            before
+        };
+        let state = session.snapshot();
+        let channel = self.channel(&state.channel);
+        let kind = EventKind::Nick {
+            to: name.as_str().to_owned(),
+        };
+        self.publish(&channel, &before, state.color, kind, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Changes the session's color and announces it.
+    pub(crate) async fn recolor(&self, session: &Arc<Session>, color: Color) -> Result<(), Error> {
+        let state = session.update(|state| {
+            state.color = color;
+            state.clone()
+        });
+        let channel = self.channel(&state.channel);
+        self.publish(&channel, &state.name, color, EventKind::Color, None)
+            .await?;
+        Ok(())
+    }
+
+    /// The channels with people in them, largest first.
+    pub(crate) fn list(&self) -> Vec<ChannelInfo> {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .lock()
+            .expect("channels lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut list: Vec<ChannelInfo> = channels
+            .iter()
+            .map(|channel| ChannelInfo {
+                name: channel.name.as_str().to_owned(),
+                members: channel.n_members(),
+            })
+            .filter(|info| info.members > 0)
+            .collect();
+        list.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
+        list
+    }
+
+    /// The people in the session's channel, by name.
+    pub(crate) fn who(&self, session: &Session) -> (ChannelName, Vec<Member>) {
+        let channel_name = session.snapshot().channel;
+        let tokens = self.channel(&channel_name).member_tokens();
+        let sessions: Vec<Arc<Session>> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            tokens
+                .iter()
+                .filter_map(|token| sessions.by_token.get(token).cloned())
+                .collect()
+        };
+        let mut members: Vec<Member> = sessions
+            .iter()
+            .map(|session| {
+                let state = session.snapshot();
+                Member {
+                    name: state.name.as_str().to_owned(),
+                    color: state.color.to_string(),
+                }
+            })
+            .collect();
+        members.sort_by_key(|member| member.name.to_ascii_lowercase());
+        (channel_name, members)
+    }
+
+    /// One poll: answers at once with what is after `cursor`, or waits for
+    /// it until `wait` passes, the session changes channel, or the server
+    /// stops.
+    pub(crate) async fn poll(
+        &self,
+        session: &Arc<Session>,
+        asked_channel: Option<ChannelName>,
+        cursor: Option<Cursor>,
+        wait: Duration,
+    ) -> Result<PollBody, Error> {
+        let _held = session.poll_started();
+        let _gauge = self.metrics.held_poll();
+        let deadline = tokio::time::Instant::now() + wait;
+        let history_len = self.settings.history_on_join;
+        loop {
+            let session_changed = session.wake.notified();
+            tokio::pin!(session_changed);
+            session_changed.as_mut().enable();
+            let state = session.snapshot();
+            if state.ended {
+                return Err(Error::UnknownSession);
+            }
+            let channel = self.channel(&state.channel);
+            let mut new_events = channel.subscribe();
+            let cursor = match (&asked_channel, &cursor) {
+                (_, None) => return Ok(channel.history(Reset::Start, history_len)),
+                (Some(asked), Some(cursor)) if *asked == state.channel => cursor,
+                _ => return Ok(channel.history(Reset::Switch, history_len)),
+            };
+            if let Lookup::Answer(body) = channel.lookup(cursor, history_len) {
+                return Ok(body);
+            }
+            if self.shutting_down.is_cancelled() {
+                return Ok(channel.empty_answer(cursor, true));
+            }
+            tokio::select! {
+                _ = self.shutting_down.cancelled() => {}
+                _ = new_events.changed() => {}
+                _ = &mut session_changed => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(channel.empty_answer(cursor, false)),
+            }
+        }
+    }
+
+    /// Answers every held poll with a reconnect hint, and refuses new sessions.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.cancel();
+    }
+
+    /// True once shutdown has begun.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.is_cancelled()
+    }
+
+    /// Stores an event and, once it is committed, shows it to the channel's polls.
+    async fn publish(
+        &self,
+        channel: &Arc<Channel>,
+        from: &Name,
+        color: Color,
+        kind: EventKind,
+        send_id: Option<&str>,
+    ) -> Result<(u64, bool), Error> {
+        let ts = now_ms();
+        let (assigned, stored) = channel.assign(send_id, |seq| {
+            let event = Event {
+                seq,
+                ts,
+                from: from.as_str().to_owned(),
+                color: color.to_string(),
+                kind,
+            };
+            Bytes::from(talk_protocol::to_json(&event))
+        });
+        let (seq, stored) = match (assigned, stored) {
+            (Assigned::New(seq), Some(stored)) => (seq, stored),
+            (Assigned::Duplicate(seq), _) | (Assigned::New(seq), None) => return Ok((seq, true)),
+        };
+        let (done, committed) = oneshot::channel();
+        let visible_channel = channel.clone();
+        self.store.append(
+            channel.name.as_str(),
+            stored,
+            Box::new(move |result| {
+                if result.is_ok() {
+                    visible_channel.make_visible(seq);
+                }
+                let _ = done.send(result);
+            }),
+        );
+        committed.await.map_err(|_| store::Error::Closed)??;
+        if seq % PRUNE_EVERY == 0 {
+            if let Some(up_to_seq) = channel.prunable_up_to() {
+                self.store.prune(channel.name.as_str(), up_to_seq);
+            }
+        }
+        Ok((seq, false))
+    }
+}
+
+/// How often (in events of a channel) the store forgets what fell out of the window.
+const PRUNE_EVERY: u64 = 256;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// 128 bits from the operating system's random source, as 32 hex digits.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A short random name for a new life of a channel's history.
+fn new_epoch() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..8)
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
+        .collect()
+}
+
+/// A free `guest-NNNN` name; longer numbers once the short ones fill up.
+fn guest_name(taken: &HashMap<String, Arc<str>>) -> Name {
+    let mut upper = 10_000;
+    loop {
+        for _ in 0..16 {
+            let name = format!("guest-{}", fastrand::u32(upper / 10..upper));
+            if !taken.contains_key(&name) {
+                return Name::parse(&name).expect("guest names are valid");
+            }
+        }
+        upper *= 10;
+    }
+}

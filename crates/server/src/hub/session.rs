@@ -1,0 +1,82 @@
+//! A session: one person online, known by a secret token.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use talk_protocol::{ChannelName, Color, Name};
+use tokio::sync::Notify;
+
+/// One person online.
+pub(crate) struct Session {
+    /// The secret the client sends with every request.
+    pub(crate) token: Arc<str>,
+    state: Mutex<SessionState>,
+    /// Wakes the session's held polls when its channel changes or it ends.
+    pub(crate) wake: Notify,
+    /// Serialises the session's own changes (commands, ending), so that a
+    /// `/join` racing an expiry cannot leave the session half in a channel.
+    pub(crate) changes: tokio::sync::Mutex<()>,
+}
+
+/// What a session is now.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionState {
+    pub(crate) name: Name,
+    pub(crate) color: Color,
+    pub(crate) channel: ChannelName,
+    /// Polls held right now; a session with one is online whatever its age.
+    pub(crate) active_polls: u32,
+    /// When the session last had a poll or request.
+    pub(crate) last_seen: Instant,
+    pub(crate) ended: bool,
+}
+
+impl Session {
+    pub(crate) fn new(token: Arc<str>, name: Name, color: Color, channel: ChannelName) -> Self {
+        Session {
+            token,
+            state: Mutex::new(SessionState {
+                name,
+                color,
+                channel,
+                active_polls: 0,
+                last_seen: Instant::now(),
+                ended: false,
+            }),
+            wake: Notify::new(),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A copy of the session's state.
+    pub(crate) fn snapshot(&self) -> SessionState {
+        self.state.lock().expect("session lock").clone()
+    }
+
+    /// Changes the state under its lock.
+    pub(crate) fn update<T>(&self, change: impl FnOnce(&mut SessionState) -> T) -> T {
+        change(&mut self.state.lock().expect("session lock"))
+    }
+
+    /// Marks a poll as held until the returned guard is dropped.
+    pub(crate) fn poll_started(self: &Arc<Self>) -> HeldPoll {
+        self.update(|state| {
+            state.active_polls += 1;
+            state.last_seen = Instant::now();
+        });
+        HeldPoll(self.clone())
+    }
+}
+
+/// A poll being held; dropping it (also when the client hangs up) updates
+/// the session's last-seen time, from which its expiry is counted.
+pub(crate) struct HeldPoll(Arc<Session>);
+
+impl Drop for HeldPoll {
+    fn drop(&mut self) {
+        self.0.update(|state| {
+            state.active_polls -= 1;
+            state.last_seen = Instant::now();
+        });
+    }
+}

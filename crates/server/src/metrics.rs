@@ -1,0 +1,141 @@
+//! The server's metrics, exposed at `/metrics` in the Prometheus text format.
+//!
+//! Each server owns its registry (no global recorder), so that several
+//! servers in one process, as in the tests, keep separate counts.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The label of `talk_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ErrorLabels {
+    pub(crate) code: &'static str,
+}
+
+/// Every metric of one server.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) connections: Gauge,
+    pub(crate) polls_held: Gauge,
+    pub(crate) sessions: Gauge,
+    pub(crate) channels: Gauge,
+    pub(crate) messages_in: Counter,
+    pub(crate) events_out: Counter,
+    pub(crate) poll_answers: Counter,
+    pub(crate) poll_hold_seconds: Histogram,
+    pub(crate) errors: Family<ErrorLabels, Counter>,
+    pub(crate) accept_errors: Counter,
+    pub(crate) open_files_limit: Gauge,
+}
+
+impl Metrics {
+    /// A fresh set of metrics, all at zero.
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("talk");
+        let metrics = Metrics {
+            connections: Gauge::default(),
+            polls_held: Gauge::default(),
+            sessions: Gauge::default(),
+            channels: Gauge::default(),
+            messages_in: Counter::default(),
+            events_out: Counter::default(),
+            poll_answers: Counter::default(),
+            poll_hold_seconds: Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 30.0]),
+            errors: Family::default(),
+            accept_errors: Counter::default(),
+            open_files_limit: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Open client connections",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "polls_held",
+            "Polls waiting for events",
+            metrics.polls_held.clone(),
+        );
+        registry.register("sessions", "Sessions online", metrics.sessions.clone());
+        registry.register("channels", "Channels known", metrics.channels.clone());
+        registry.register(
+            "messages_in",
+            "Messages and actions posted",
+            metrics.messages_in.clone(),
+        );
+        registry.register(
+            "events_out",
+            "Events delivered in poll answers",
+            metrics.events_out.clone(),
+        );
+        registry.register(
+            "poll_answers",
+            "Poll answers sent",
+            metrics.poll_answers.clone(),
+        );
+        registry.register(
+            "poll_hold_seconds",
+            "How long polls were held before their answer",
+            metrics.poll_hold_seconds.clone(),
+        );
+        registry.register("errors", "Error answers by code", metrics.errors.clone());
+        registry.register(
+            "accept_errors",
+            "Failed accepts, e.g. for lack of file descriptors",
+            metrics.accept_errors.clone(),
+        );
+        registry.register(
+            "open_files_limit",
+            "The open-files limit, which bounds connections",
+            metrics.open_files_limit.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Counts a held poll until the guard is dropped.
+    pub(crate) fn held_poll(&self) -> GaugeGuard {
+        self.polls_held.inc();
+        GaugeGuard(self.polls_held.clone())
+    }
+
+    /// Counts an open connection until the guard is dropped.
+    pub(crate) fn open_connection(&self) -> GaugeGuard {
+        self.connections.inc();
+        GaugeGuard(self.connections.clone())
+    }
+
+    /// Counts an error answer.
+    pub(crate) fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { code }).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements a gauge when dropped.
+pub(crate) struct GaugeGuard(Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,1 @@
+// talk widget: being written
