@@ -4,6 +4,8 @@
 //! subcommand to its module; the work is done in the library crates.
 
 mod bench;
+mod chat;
+mod client_files;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Drive a running server with load and measure it.
     Bench(bench::BenchArgs),
+    /// Chat in the terminal, or from a script through stdin and stdout.
+    Chat(chat::ChatArgs),
+    /// Write the browser client (talk.html, talk.js, talk.css) into a folder.
+    ClientFiles(client_files::ClientFilesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +35,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Serve(args)) => serve::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::ClientFiles(args)) => client_files::run(args),
         None => serve::run(serve::ServeArgs::parse_from(["talk"])),
     }
 }
