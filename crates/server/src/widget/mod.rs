@@ -37,6 +37,11 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("assets/talk.css"),
     },
+    Asset {
+        name: "talk.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("assets/talk.svg"),
+    },
 ];
 
 /// The asset served at `name` (the URL path without its leading `/`).
