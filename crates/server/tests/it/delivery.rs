@@ -1,0 +1,285 @@
+//! Delivery: cursors, gaps, timeouts, wake-ups, retries, restarts.
+
+use std::time::{Duration, Instant};
+
+use talk_client::protocol::{Cursor, PollRequest, Reset};
+
+use crate::support::{message_texts, test_config, TestServer};
+
+#[tokio::test]
+async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    let mut bob = server.person("bob").await;
+    bob.say("before").await;
+    assert_eq!(ada.texts(1).await, ["before"]);
+    // Ada stops polling; Bob goes on talking.
+    for index in 0..20 {
+        bob.say(&format!("missed {index}")).await;
+    }
+    let answer = ada.poll(0).await;
+    assert_eq!(answer.reset, None);
+    let expected: Vec<String> = (0..20).map(|index| format!("missed {index}")).collect();
+    assert_eq!(message_texts(&answer.events), expected);
+    let seqs: Vec<u64> = answer.events.iter().map(|event| event.seq).collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "{seqs:?}"
+    );
+    // Polling again from the same cursor twice gives the same answer (no
+    // server-side state is consumed), and from the new cursor nothing.
+    let again = bob
+        .api
+        .poll(&PollRequest {
+            token: ada.token().to_owned(),
+            channel: Some("lobby".into()),
+            cursor: Some(Cursor {
+                epoch: answer.cursor.epoch.clone(),
+                seq: answer.cursor.seq - 20,
+            }),
+            wait_ms: Some(0),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.events, answer.events);
+    assert!(ada.poll(0).await.events.is_empty());
+}
+
+#[tokio::test]
+async fn a_poll_with_nothing_to_say_answers_empty_when_its_time_is_up() {
+    let server = TestServer::start_with(talk_server::Config {
+        poll_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let ada = server.person("ada").await;
+    let started = Instant::now();
+    let answer = ada
+        .api
+        .poll(&PollRequest {
+            token: ada.token().to_owned(),
+            channel: Some(ada.channel.clone()),
+            cursor: Some(ada.cursor.clone()),
+            wait_ms: None,
+        })
+        .await
+        .unwrap();
+    let held = started.elapsed();
+    assert!(answer.events.is_empty() && answer.reset.is_none() && !answer.reconnect);
+    assert_eq!(answer.cursor, ada.cursor);
+    // Held for the timeout (plus at most 10% jitter), not answered at once.
+    assert!(held >= Duration::from_millis(300), "held only {held:?}");
+}
+
+#[tokio::test]
+async fn a_message_wakes_a_held_poll() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    let mut bob = server.person("bob").await;
+    ada.poll(0).await; // past bob's join
+    let held = tokio::spawn(async move { ada.poll(10_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "the poll should be held");
+    bob.say("wake up").await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message_texts(&answer.events), ["wake up"]);
+}
+
+#[tokio::test]
+async fn switching_channel_releases_the_held_poll() {
+    let server = TestServer::start().await;
+    let ada = server.person("ada").await;
+    let (api, token) = (ada.api.clone(), ada.token().to_owned());
+    let held = tokio::spawn(async move { ada.poll_request(10_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "the poll should be held");
+    api.send(&token, "j1", "/join games").await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (answer.channel.as_str(), answer.reset),
+        ("games", Some(Reset::Switch))
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_held_polls_all_receive_one_broadcast_exactly_once() {
+    const POLLERS: usize = 1000;
+    let server = TestServer::start_with(talk_server::Config {
+        // No join events, so every poll waits for the one message.
+        presence_limit: 0,
+        poll_timeout: Duration::from_secs(20),
+        ..test_config()
+    })
+    .await;
+    let mut people = Vec::with_capacity(POLLERS);
+    for index in 0..POLLERS {
+        people.push(server.person(&format!("p{index}")).await);
+    }
+    // One HTTP client per poller would be wasteful; the Api's pool opens a
+    // connection per request in flight, so all 1,000 polls are held at once.
+    let polls: Vec<_> = people
+        .into_iter()
+        .map(|mut person| tokio::spawn(async move { person.poll(20_000).await }))
+        .collect();
+    // Wait until the server holds every poll.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(&format!("talk_polls_held {POLLERS}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the polls were never all held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sender = server.person("sender").await;
+    sender.say("to everyone").await;
+    for poll in polls {
+        let answer = tokio::time::timeout(Duration::from_secs(20), poll)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message_texts(&answer.events), ["to everyone"]);
+    }
+}
+
+#[tokio::test]
+async fn a_retried_send_is_posted_once() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    let first = server
+        .api
+        .send(ada.token(), "same-id", "once")
+        .await
+        .unwrap();
+    let retry = server
+        .api
+        .send(ada.token(), "same-id", "once")
+        .await
+        .unwrap();
+    assert!(!first.duplicate && retry.duplicate);
+    assert_eq!(first.seq, retry.seq);
+    assert_eq!(ada.poll(200).await.events.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_window_gets_a_gap_reset() {
+    let server = TestServer::start_with(talk_server::Config {
+        history_window: 10,
+        history_on_join: 5,
+        ..test_config()
+    })
+    .await;
+    let mut ada = server.person("ada").await;
+    let mut bob = server.person("bob").await;
+    for index in 0..30 {
+        bob.say(&format!("m{index}")).await;
+    }
+    let answer = ada.poll(0).await;
+    assert_eq!(answer.reset, Some(Reset::Gap));
+    assert_eq!(
+        message_texts(&answer.events),
+        ["m25", "m26", "m27", "m28", "m29"]
+    );
+    // A cursor from the future is a gap too, never a silent wait.
+    let future = Cursor {
+        epoch: answer.cursor.epoch.clone(),
+        seq: answer.cursor.seq + 100,
+    };
+    let request = PollRequest {
+        token: ada.token().to_owned(),
+        channel: Some("lobby".into()),
+        cursor: Some(future),
+        wait_ms: Some(0),
+    };
+    assert_eq!(
+        server.api.poll(&request).await.unwrap().reset,
+        Some(Reset::Gap)
+    );
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_cursors_resume() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    for index in 0..5 {
+        ada.say(&format!("kept {index}")).await;
+    }
+    let cursor_before = {
+        ada.poll(0).await;
+        ada.cursor.clone()
+    };
+    let data = server.stop().await;
+    let server = TestServer::start_in(test_config(), data).await;
+    // The old token is gone with the old process: a new session, same cursor.
+    let mut bob = server.person("bob").await;
+    bob.say("after restart").await;
+    let ada_again = server.api.start(Some("ada"), None, None).await.unwrap();
+    let request = PollRequest {
+        token: ada_again.token.clone(),
+        channel: Some("lobby".into()),
+        cursor: Some(cursor_before.clone()),
+        wait_ms: Some(0),
+    };
+    let answer = server.api.poll(&request).await.unwrap();
+    assert_eq!(answer.reset, None, "the epoch survives a restart");
+    assert_eq!(message_texts(&answer.events), ["after restart"]);
+    let seqs: Vec<u64> = answer.events.iter().map(|event| event.seq).collect();
+    let after = cursor_before.seq;
+    assert_eq!(
+        seqs,
+        [after + 1, after + 2, after + 3],
+        "bob's join, his message, ada's join"
+    );
+}
+
+#[tokio::test]
+async fn a_cursor_from_a_wiped_store_gets_an_epoch_reset() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    ada.say("gone soon").await;
+    ada.poll(0).await;
+    let old_cursor = ada.cursor.clone();
+    drop(server.stop().await);
+    let server = TestServer::start().await;
+    let bob = server.person("bob").await;
+    let request = PollRequest {
+        token: bob.token().to_owned(),
+        channel: Some("lobby".into()),
+        cursor: Some(old_cursor),
+        wait_ms: Some(0),
+    };
+    assert_eq!(
+        server.api.poll(&request).await.unwrap().reset,
+        Some(Reset::Epoch)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_answers_held_polls_with_a_reconnect_hint() {
+    let server = TestServer::start().await;
+    let ada = server.person("ada").await;
+    let cursor = ada.cursor.clone();
+    let held = tokio::spawn(async move { ada.poll_request(10_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(server.stop());
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(answer.reconnect && answer.events.is_empty());
+    assert_eq!(answer.cursor, cursor);
+    stopping.await.unwrap();
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on an ephemeral port, spoken to over
+//! real sockets with the client library's `Api` (or raw HTTP where the
+//! test is about malformed requests).
+
+mod bad_input;
+mod chat;
+mod cors;
+mod delivery;
+mod support;

@@ -1,0 +1,193 @@
+//! Starting a server for a test, and small helpers to talk to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use talk_client::protocol::{Cursor, Event, EventKind, PollAnswer, PollRequest, StartAnswer};
+use talk_client::Api;
+use talk_server::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server running in this process on 127.0.0.1 with a fresh data folder.
+/// Dropping it stops the server.
+pub(crate) struct TestServer {
+    pub(crate) address: SocketAddr,
+    pub(crate) api: Api,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), talk_server::Error>>>,
+    pub(crate) data: tempfile::TempDir,
+}
+
+/// A config for tests: short poll timeout, no rate limits.
+pub(crate) fn test_config() -> Config {
+    Config {
+        poll_timeout: Duration::from_secs(2),
+        send_rate: None,
+        session_start_rate: None,
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> TestServer {
+        Self::start_with(test_config()).await
+    }
+
+    pub(crate) async fn start_with(config: Config) -> TestServer {
+        let data = tempfile::tempdir().expect("a temp dir");
+        Self::start_in(config, data).await
+    }
+
+    /// Starts a server on the data folder of an earlier one.
+    pub(crate) async fn start_in(mut config: Config, data: tempfile::TempDir) -> TestServer {
+        config.data_dir = data.path().to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a port");
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(talk_server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            address,
+            api: Api::new(&format!("http://{address}")),
+            stop: Some(stop),
+            task: Some(task),
+            data,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Stops the server gracefully and waits for it; returns its data folder.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .unwrap()
+            .expect("the server ran");
+        let data = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data, data)
+    }
+
+    /// Starts a session and reads its first poll; returns a `Person` at the head.
+    pub(crate) async fn person(&self, name: &str) -> Person {
+        let start = self.api.start(Some(name), None, None).await.expect("start");
+        let request = PollRequest {
+            token: start.token.clone(),
+            channel: None,
+            cursor: None,
+            wait_ms: None,
+        };
+        let first = self.api.poll(&request).await.expect("first poll");
+        Person {
+            api: self.api.clone(),
+            channel: first.channel.clone(),
+            cursor: first.cursor.clone(),
+            start,
+            sent: 0,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A session with its place in its channel.
+pub(crate) struct Person {
+    pub(crate) api: Api,
+    pub(crate) start: StartAnswer,
+    pub(crate) channel: String,
+    pub(crate) cursor: Cursor,
+    sent: u32,
+}
+
+impl Person {
+    pub(crate) fn token(&self) -> &str {
+        &self.start.token
+    }
+
+    /// Sends a text with a fresh id.
+    pub(crate) async fn say(&mut self, text: &str) -> talk_client::protocol::SendAnswer {
+        self.sent += 1;
+        let id = format!("{}-{}", self.start.name, self.sent);
+        self.api.send(self.token(), &id, text).await.expect("send")
+    }
+
+    /// One poll from the current place, waiting at most `wait_ms`; moves the place on.
+    pub(crate) async fn poll(&mut self, wait_ms: u64) -> PollAnswer {
+        let answer = self.poll_request(wait_ms).await.expect("poll");
+        self.channel = answer.channel.clone();
+        self.cursor = answer.cursor.clone();
+        answer
+    }
+
+    pub(crate) async fn poll_request(
+        &self,
+        wait_ms: u64,
+    ) -> Result<PollAnswer, talk_client::Error> {
+        self.api
+            .poll(&PollRequest {
+                token: self.start.token.clone(),
+                channel: Some(self.channel.clone()),
+                cursor: Some(self.cursor.clone()),
+                wait_ms: Some(wait_ms),
+            })
+            .await
+    }
+
+    /// Polls until `count` message texts have arrived (or 5 s passed); returns them.
+    pub(crate) async fn texts(&mut self, count: usize) -> Vec<String> {
+        let mut texts = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while texts.len() < count && tokio::time::Instant::now() < deadline {
+            texts.extend(message_texts(&self.poll(1000).await.events));
+        }
+        texts
+    }
+}
+
+/// The texts of the `message` events.
+pub(crate) fn message_texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A raw POST with a body, for requests the client library would never make.
+pub(crate) async fn raw_post(
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .expect("a response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+/// The error code of a JSON error body.
+pub(crate) fn code(json: &serde_json::Value) -> &str {
+    json["error"]["code"].as_str().unwrap_or("<no error code>")
+}
