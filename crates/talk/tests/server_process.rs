@@ -1,0 +1,215 @@
+//! The server as a process: `kill -9` loses no acknowledged message,
+//! SIGTERM releases held polls and exits 0, and running out of file
+//! descriptors neither spins nor wedges the server.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use support::ServerProcess;
+use talk_client::protocol::{EventKind, PollRequest};
+use talk_client::Api;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &["--poll-timeout", "1"]);
+    let address = server.address.to_string();
+    runtime().block_on(async {
+        let api = Api::new(&server.url());
+        let reader = api.start(Some("reader"), None, None).await.unwrap();
+        let first = api
+            .poll(&PollRequest {
+                token: reader.token.clone(),
+                channel: None,
+                cursor: None,
+                wait_ms: None,
+            })
+            .await
+            .unwrap();
+        let writer = api.start(Some("writer"), None, None).await.unwrap();
+
+        // The writer sends in a loop; the reader takes part of the stream.
+        let mut acknowledged = Vec::new();
+        for index in 0..200 {
+            let text = format!("m{index}");
+            api.send(&writer.token, &format!("id{index}"), &text)
+                .await
+                .unwrap();
+            acknowledged.push(text);
+        }
+        let partway = api
+            .poll(&PollRequest {
+                token: reader.token.clone(),
+                channel: Some(first.channel.clone()),
+                cursor: Some(first.cursor.clone()),
+                wait_ms: Some(0),
+            })
+            .await
+            .unwrap();
+        let mut seen: Vec<String> = texts(&partway.events);
+
+        // More sends race the kill: some are acknowledged, the last may not be.
+        let racing = {
+            let api = api.clone();
+            let token = writer.token.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for index in 200..2000 {
+                    let text = format!("m{index}");
+                    match api.send(&token, &format!("id{index}"), &text).await {
+                        Ok(_) => acked.push(text),
+                        Err(_) => break,
+                    }
+                }
+                acked
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill_9();
+        acknowledged.extend(racing.await.unwrap());
+        assert!(
+            acknowledged.len() > 200,
+            "some racing sends should have been acknowledged"
+        );
+
+        // Restart on the same port and data; the reader's session is gone,
+        // so it starts a new one and resumes from its cursor.
+        let server = ServerProcess::start(&address, data.path(), &["--poll-timeout", "1"]);
+        let api = Api::new(&server.url());
+        let reader = api.start(Some("reader"), None, None).await.unwrap();
+        let mut cursor = partway.cursor.clone();
+        loop {
+            let answer = api
+                .poll(&PollRequest {
+                    token: reader.token.clone(),
+                    channel: Some(partway.channel.clone()),
+                    cursor: Some(cursor.clone()),
+                    wait_ms: Some(0),
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.reset, None,
+                "the cursor must still be valid after the crash"
+            );
+            if answer.events.is_empty() {
+                break;
+            }
+            seen.extend(texts(&answer.events));
+            cursor = answer.cursor;
+        }
+        // Every acknowledged message, once, in order; at most the one
+        // unacknowledged send in flight at the kill may also be there.
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "a message was delivered twice");
+        assert!(seen.len() <= acknowledged.len() + 1);
+        assert_eq!(
+            &seen[..acknowledged.len()],
+            &acknowledged[..],
+            "acknowledged messages lost or reordered"
+        );
+        drop(server);
+    });
+}
+
+fn texts(events: &[talk_client::protocol::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_answers_held_polls_with_reconnect_and_exits_0() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &["--poll-timeout", "30"]);
+    let rt = runtime();
+    let api = Api::new(&server.url());
+    let (token, first) = rt.block_on(async {
+        let start = api.start(None, None, None).await.unwrap();
+        let request = PollRequest {
+            token: start.token.clone(),
+            channel: None,
+            cursor: None,
+            wait_ms: None,
+        };
+        let first = api.poll(&request).await.unwrap();
+        (start.token, first)
+    });
+    let held = rt.spawn(async move {
+        api.poll(&PollRequest {
+            token,
+            channel: Some(first.channel),
+            cursor: Some(first.cursor),
+            wait_ms: None,
+        })
+        .await
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0));
+    let answer = rt
+        .block_on(held)
+        .unwrap()
+        .expect("the held poll is answered, not cut");
+    assert!(answer.reconnect);
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        panic!("prlimit (util-linux) is needed for this test");
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=64:64", env!("CARGO_BIN_EXE_talk")]);
+    let server = ServerProcess::start_with(command, "127.0.0.1:0", data.path(), &[]);
+    let pid = server.child.id();
+    // Hold more connections than the server has descriptors.
+    let hogs: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(server.address).ok())
+        .collect();
+    assert!(hogs.len() > 64, "the kernel accepts into the backlog");
+    let cpu_before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu_spent = cpu_ticks(pid) - cpu_before;
+    // A spinning accept loop burns the whole second (100 ticks); backing
+    // off spends next to nothing.
+    assert!(
+        cpu_spent < 50,
+        "the accept loop spun: {cpu_spent} ticks in 1 s"
+    );
+    drop(hogs);
+    // Once connections close, the server serves again.
+    let rt = runtime();
+    let api = Api::new(&server.url());
+    let started = rt.block_on(async {
+        for _ in 0..50 {
+            if let Ok(started) = api.start(Some("back"), None, None).await {
+                return Some(started);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    });
+    assert_eq!(started.expect("the server recovered").name, "back");
+}
+
+/// User plus system CPU time of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}

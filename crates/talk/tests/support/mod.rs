@@ -1,0 +1,98 @@
+//! Running the real `talk` binary as a child process for tests that need a
+//! process: to kill it, signal it or limit its file descriptors.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `talk serve` child process; killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `talk serve` on `listen` with its data in `data`, and the
+    /// extra flags; waits until it prints the address it listens on.
+    pub fn start(listen: &str, data: &Path, extra: &[&str]) -> ServerProcess {
+        Self::start_with(
+            Command::new(env!("CARGO_BIN_EXE_talk")),
+            listen,
+            data,
+            extra,
+        )
+    }
+
+    /// As `start`, but through `command` (e.g. `prlimit ... talk`), which
+    /// must end with the talk binary.
+    pub fn start_with(
+        mut command: Command,
+        listen: &str,
+        data: &Path,
+        extra: &[&str],
+    ) -> ServerProcess {
+        command
+            .args(["serve", "--listen", listen, "--data"])
+            .arg(data)
+            .args(["--session-rate", "0", "--send-rate", "0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("starting talk serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => {
+                    let _ = child.kill();
+                    panic!("talk serve ended before saying where it listens");
+                }
+            };
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so that the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess { child, address }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("talk serve did not exit within 10 s of SIGTERM");
+    }
+
+    /// Kills the process with SIGKILL, as `kill -9` does.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
