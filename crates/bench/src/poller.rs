@@ -1,0 +1,386 @@
+//! One bench poller: a session that keeps one poll open and checks that
+//! every event of its channel arrives exactly once and in order.
+//!
+//! The server's `seq` is the truth about order: after its first poll a
+//! poller must see every `seq` of its channel once, in increasing order. A
+//! bitmap over the seqs since the first poll tells missing, duplicated and
+//! out-of-order events apart. Bench messages also carry the time they were
+//! sent, which gives the delivery latency.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use talk_client::Api;
+use talk_protocol::{EventKind, PollAnswer, PollRequest};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::histogram::Histogram;
+use crate::transport::{PollError, PollLink};
+
+/// How many error messages a worker keeps as examples.
+const ERROR_SAMPLES: usize = 5;
+
+/// Microseconds since 1970 by the system clock, which every process of the
+/// machine shares, so a sender's stamp and a receiver's clock agree.
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The text of bench message number `seq` of run `run_id`, stamped now.
+pub(crate) fn bench_text(run_id: &str, seq: u64) -> String {
+    format!("bench {run_id} {seq} {}", now_micros())
+}
+
+/// Reads `(seq, sent_micros)` back from a bench message of run `run_id`.
+pub(crate) fn parse_bench_text(run_id: &str, text: &str) -> Option<(u64, u64)> {
+    let mut words = text.split_ascii_whitespace();
+    if words.next()? != "bench" || words.next()? != run_id {
+        return None;
+    }
+    let seq = words.next()?.parse().ok()?;
+    let sent = words.next()?.parse().ok()?;
+    Some((seq, sent))
+}
+
+/// Counters of one measurement window, shared by a worker's pollers.
+#[derive(Debug, Default)]
+pub(crate) struct Window {
+    pub(crate) deliveries: u64,
+    pub(crate) latency: Histogram,
+    pub(crate) polls: u64,
+    pub(crate) held_polls: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) error_samples: Vec<String>,
+}
+
+impl Window {
+    pub(crate) fn record_error(&mut self, error: &PollError) {
+        *self.errors.entry(error.kind()).or_default() += 1;
+        if self.error_samples.len() < ERROR_SAMPLES {
+            self.error_samples.push(error.to_string());
+        }
+    }
+}
+
+/// What one worker's pollers share.
+pub(crate) struct Shared {
+    pub(crate) run_id: String,
+    pub(crate) window: Mutex<Window>,
+    /// Pollers whose first poll was answered and whose second is on its way.
+    pub(crate) ready: AtomicUsize,
+    /// Pollers that never got a session or a first answer.
+    pub(crate) failed: AtomicUsize,
+}
+
+/// What a poller knows about its channel's stream so far.
+#[derive(Debug, Default)]
+pub(crate) struct PollerState {
+    pub(crate) channel_index: usize,
+    pub(crate) token: Option<String>,
+    /// False once the poller gave up (its session ended).
+    pub(crate) alive: bool,
+    /// Set once the first poll was answered.
+    pub(crate) started: bool,
+    epoch: String,
+    /// The cursor's seq after the first poll: events up to it are history.
+    start_seq: u64,
+    /// Bit `i` is set when seq `start_seq + 1 + i` arrived.
+    seen: Vec<u64>,
+    /// Every seq in `start_seq + 1 ..= contiguous` arrived.
+    pub(crate) contiguous: u64,
+    max_seen: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) resets: u64,
+    pub(crate) errors: u64,
+}
+
+impl PollerState {
+    /// A poller of channel `channel_index` that has not started yet.
+    pub(crate) fn new(channel_index: usize) -> PollerState {
+        PollerState {
+            channel_index,
+            ..PollerState::default()
+        }
+    }
+
+    fn is_seen(&self, offset: u64) -> bool {
+        let word = (offset / 64) as usize;
+        word < self.seen.len() && self.seen[word] & (1 << (offset % 64)) != 0
+    }
+
+    fn mark_seen(&mut self, offset: u64) {
+        let word = (offset / 64) as usize;
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        self.seen[word] |= 1 << (offset % 64);
+    }
+
+    /// Starts tracking from `cursor_seq`, as after a first poll or a reset.
+    fn restart_at(&mut self, epoch: &str, cursor_seq: u64) {
+        self.epoch = epoch.to_owned();
+        self.start_seq = cursor_seq;
+        self.seen.clear();
+        self.contiguous = cursor_seq;
+        self.max_seen = cursor_seq;
+    }
+
+    /// Takes in one event's seq.
+    fn take(&mut self, seq: u64) {
+        if seq <= self.start_seq {
+            self.duplicates += 1;
+            return;
+        }
+        let offset = seq - self.start_seq - 1;
+        if self.is_seen(offset) {
+            self.duplicates += 1;
+            return;
+        }
+        self.mark_seen(offset);
+        if seq < self.max_seen {
+            self.out_of_order += 1;
+        }
+        self.max_seen = self.max_seen.max(seq);
+        while self.is_seen(self.contiguous - self.start_seq) {
+            self.contiguous += 1;
+        }
+    }
+
+    /// How many seqs in `start_seq + 1 ..= expected` never arrived.
+    pub(crate) fn missing_up_to(&self, expected: u64) -> u64 {
+        if !self.started || expected <= self.start_seq {
+            return 0;
+        }
+        let wanted = expected - self.start_seq;
+        let mut arrived = 0u64;
+        for (word_index, word) in self.seen.iter().enumerate() {
+            let first = word_index as u64 * 64;
+            if first >= wanted {
+                break;
+            }
+            let bits_in_range = (wanted - first).min(64);
+            let mask = if bits_in_range == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits_in_range) - 1
+            };
+            arrived += u64::from((word & mask).count_ones());
+        }
+        wanted - arrived
+    }
+}
+
+/// Everything a poller task needs to know.
+pub(crate) struct PollerPlan {
+    pub(crate) name: String,
+    pub(crate) channel: String,
+    pub(crate) api: Api,
+    pub(crate) link: PollLink,
+    pub(crate) wait_ms: Option<u64>,
+    pub(crate) poll_limit: Duration,
+    /// When to give up starting the session.
+    pub(crate) start_deadline: Instant,
+}
+
+/// Runs one poller until `stop` turns true.
+pub(crate) async fn run_poller(
+    mut plan: PollerPlan,
+    shared: Arc<Shared>,
+    state: Arc<Mutex<PollerState>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(token) = start_session(&plan, &shared).await else {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    {
+        let mut state = state.lock().expect("poller state lock");
+        state.token = Some(token.clone());
+        state.alive = true;
+    }
+    let mut request = PollRequest {
+        token,
+        channel: None,
+        cursor: None,
+        wait_ms: None,
+    };
+    let mut first_failures = 0;
+    loop {
+        let outcome = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            outcome = plan.link.poll(&request, plan.poll_limit) => outcome,
+        };
+        let is_first = request.cursor.is_none();
+        match outcome {
+            Ok(answer) => {
+                take_answer(&shared, &state, &answer, is_first);
+                request.channel = Some(answer.channel);
+                request.cursor = Some(answer.cursor);
+                request.wait_ms = plan.wait_ms;
+                if is_first {
+                    shared.ready.fetch_add(1, Ordering::Relaxed);
+                }
+                if answer.reconnect {
+                    // The server is going away; a real client pauses too.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            Err(error) => {
+                shared
+                    .window
+                    .lock()
+                    .expect("window lock")
+                    .record_error(&error);
+                let session_gone = matches!(&error, PollError::Server { code, .. } if code == "unknown_session")
+                    || error.kind() == "unknown_session";
+                {
+                    let mut state = state.lock().expect("poller state lock");
+                    state.errors += 1;
+                    if session_gone {
+                        state.alive = false;
+                    }
+                }
+                if session_gone {
+                    if is_first {
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                if is_first {
+                    first_failures += 1;
+                    if first_failures >= 3 {
+                        state.lock().expect("poller state lock").alive = false;
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                // Back off a little, as a real client does, then poll again
+                // from the same cursor.
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Starts the poller's session, waiting out `too_many_sessions` until the
+/// start deadline.
+async fn start_session(plan: &PollerPlan, shared: &Shared) -> Option<String> {
+    loop {
+        match plan
+            .api
+            .start(Some(&plan.name), None, Some(&plan.channel))
+            .await
+        {
+            Ok(answer) => return Some(answer.token),
+            Err(error) => {
+                let retry_after = match &error {
+                    talk_client::Error::Server { detail, .. } => detail.retry_after_ms,
+                    _ => None,
+                };
+                shared
+                    .window
+                    .lock()
+                    .expect("window lock")
+                    .record_error(&PollError::Client(error));
+                let pause = Duration::from_millis(retry_after.unwrap_or(500).clamp(50, 5_000));
+                if Instant::now() + pause > plan.start_deadline {
+                    return None;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &PollAnswer, is_first: bool) {
+    let received = now_micros();
+    let mut latencies = Vec::new();
+    {
+        let mut state = state.lock().expect("poller state lock");
+        if is_first {
+            state.started = true;
+            state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+        } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
+            // Lost the thread of the stream: count it and follow the server.
+            state.resets += 1;
+            state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+        } else {
+            for event in &answer.events {
+                state.take(event.seq);
+                if let EventKind::Message { text, .. } = &event.kind {
+                    if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
+                        latencies.push(received.saturating_sub(sent));
+                    }
+                }
+            }
+        }
+    }
+    let mut window = shared.window.lock().expect("window lock");
+    window.polls += 1;
+    if !is_first && answer.events.is_empty() && !answer.reconnect {
+        window.held_polls += 1;
+    }
+    window.deliveries += latencies.len() as u64;
+    for latency in latencies {
+        window.latency.record(latency);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_after(seqs: &[u64]) -> PollerState {
+        let mut state = PollerState {
+            started: true,
+            ..PollerState::default()
+        };
+        state.restart_at("e", 10);
+        for &seq in seqs {
+            state.take(seq);
+        }
+        state
+    }
+
+    #[test]
+    fn completeness_is_told_from_seqs() {
+        let check = |seqs: &[u64], expected: u64, want: (u64, u64, u64, u64)| {
+            let state = state_after(seqs);
+            let got = (
+                state.missing_up_to(expected),
+                state.duplicates,
+                state.out_of_order,
+                state.contiguous,
+            );
+            assert_eq!(got, want, "{seqs:?} up to {expected}");
+        };
+        check(&[11, 12, 13], 13, (0, 0, 0, 13));
+        check(&[11, 13], 13, (1, 0, 0, 11));
+        check(&[11, 13, 12], 13, (0, 0, 1, 13));
+        check(&[11, 11, 12, 9], 12, (0, 2, 0, 12));
+        check(&[], 12, (2, 0, 0, 10));
+        check(&[11], 9, (0, 0, 0, 11));
+        let many: Vec<u64> = (11..=400).filter(|seq| seq % 100 != 0).collect();
+        check(&many, 400, (4, 0, 0, 99));
+    }
+
+    #[test]
+    fn bench_texts_round_trip_and_other_runs_are_ignored() {
+        let text = bench_text("r1", 42);
+        let (seq, sent) = parse_bench_text("r1", &text).unwrap();
+        assert_eq!(seq, 42);
+        assert!(sent > 1_600_000_000_000_000);
+        assert_eq!(parse_bench_text("r2", &text), None);
+        assert_eq!(parse_bench_text("r1", "hello there"), None);
+    }
+}

@@ -1,0 +1,166 @@
+//! Fan-out: many pollers in one channel, messages at a fixed interval; the
+//! latency of every delivery and whether each poller got each message once,
+//! in order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{
+    probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
+    Target,
+};
+use crate::fleet::Fleet;
+use crate::sender::{SendStats, Senders};
+use crate::Error;
+
+/// The sizes of a fan-out run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutConfig {
+    /// Pollers in the channel.
+    pub pollers: usize,
+    /// Messages to send.
+    pub messages: u64,
+    /// Time between two messages.
+    #[serde(rename = "interval_ms", serialize_with = "super::as_millis")]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Serialize)]
+struct FanoutResult {
+    pollers: usize,
+    ready: usize,
+    sends: SendStats,
+    expected_deliveries: u64,
+    deliveries: u64,
+    latency: LatencySummary,
+    completeness: Completeness,
+    errors: BTreeMap<String, u64>,
+    error_samples: Vec<String>,
+    usage: PhaseUsage,
+    clean: bool,
+}
+
+pub(super) async fn run(
+    target: &Target,
+    config: &FanoutConfig,
+    run_id: &str,
+) -> Result<Outcome, Error> {
+    if config.pollers == 0 || config.messages == 0 || config.interval.is_zero() {
+        return Err(Error::Config(
+            "fan-out needs pollers, messages and an interval".into(),
+        ));
+    }
+    let poll_limit = probe(target, run_id).await?;
+    let channels = vec![format!("bf{run_id}")];
+    let rate = 1.0 / config.interval.as_secs_f64();
+    // Senders go first, so their joins are history for the pollers.
+    let mut senders = Senders::start(
+        target.coordinator_api(),
+        run_id,
+        &channels,
+        senders_per_channel(rate, target.sends_per_session),
+    )
+    .await?;
+    let fleet = Fleet::launch(target, run_id, &channels, config.pollers, poll_limit).await;
+    let mut fleet = match fleet {
+        Ok(fleet) => fleet,
+        Err(error) => {
+            senders.leave().await;
+            return Err(error);
+        }
+    };
+    // Let the last first polls settle into held polls.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = fleet.collect(&[], Duration::ZERO).await?;
+    let meter = PhaseMeter::begin(
+        target,
+        crate::process::ticks_per_second(),
+        &fleet.worker_pids(),
+    );
+    let sends = senders
+        .send(config.messages, rate, Duration::from_secs(30))
+        .await;
+    let report = fleet.collect(&senders.acked(), target.drain).await?;
+    let usage = meter.end(target);
+    fleet.stop().await;
+    senders.leave().await;
+
+    let completeness = Completeness::of(&report);
+    let expected_deliveries = sends.acked * report.ready as u64;
+    let clean = report.ready == config.pollers
+        && sends.failed == 0
+        && sends.acked == config.messages
+        && report.deliveries == expected_deliveries
+        && report.error_count() == 0
+        && completeness.is_clean();
+    let result = FanoutResult {
+        pollers: config.pollers,
+        ready: report.ready,
+        expected_deliveries,
+        deliveries: report.deliveries,
+        latency: LatencySummary::of(&report.latency),
+        completeness,
+        errors: report.errors.clone(),
+        error_samples: report.error_samples.clone(),
+        sends,
+        usage,
+        clean,
+    };
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
+        "fan-out: {} pollers in one channel ({} ready), {} messages every {} ms",
+        config.pollers,
+        result.ready,
+        config.messages,
+        config.interval.as_millis()
+    );
+    let _ = writeln!(
+        summary,
+        "  sends: {} acked, {} failed, {} rate-limited, {:.1} msgs/s, max lag {} ms",
+        result.sends.acked,
+        result.sends.failed,
+        result.sends.rate_limited,
+        result.sends.achieved_rate,
+        result.sends.max_lag_ms
+    );
+    let _ = writeln!(
+        summary,
+        "  deliveries {} of {}: {}",
+        result.deliveries, result.expected_deliveries, result.latency
+    );
+    let _ = writeln!(summary, "  {}", result.completeness);
+    let _ = writeln!(summary, "  poll errors {:?}", result.errors);
+    if let Some(server) = result.usage.server {
+        let _ = writeln!(
+            summary,
+            "  server: CPU {:.1}%, RSS {} KiB",
+            server.cpu_percent, server.rss_kib
+        );
+    }
+    let _ = writeln!(
+        summary,
+        "  bench: CPU {:.1}%",
+        result.usage.bench.cpu_percent
+    );
+    for sample in result
+        .error_samples
+        .iter()
+        .chain(&result.sends.error_samples)
+    {
+        let _ = writeln!(summary, "  error: {sample}");
+    }
+    let _ = write!(
+        summary,
+        "  verdict: {}",
+        if clean { "clean" } else { "NOT clean" }
+    );
+    Ok(Outcome {
+        json: super::json_line("fanout", run_id, config, &result),
+        summary,
+        clean,
+    })
+}

@@ -1,0 +1,210 @@
+//! Throughput: K channels of S pollers each, senders at a rising aggregate
+//! rate, one step at a time, until the p99 latency passes its limit or
+//! anything is lost.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{
+    probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
+    Target,
+};
+use crate::fleet::Fleet;
+use crate::sender::{SendStats, Senders};
+use crate::Error;
+
+/// The sizes of a throughput run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputConfig {
+    /// Channels.
+    pub channels: usize,
+    /// Pollers in each channel.
+    pub pollers_per_channel: usize,
+    /// Aggregate send rates to try, messages per second, in order.
+    pub rates: Vec<f64>,
+    /// How long each step sends.
+    #[serde(rename = "step_ms", serialize_with = "super::as_millis")]
+    pub step: Duration,
+    /// A step whose p99 latency is above this ends the run.
+    #[serde(rename = "p99_limit_ms", serialize_with = "super::as_millis")]
+    pub p99_limit: Duration,
+}
+
+#[derive(Debug, Serialize)]
+struct StepResult {
+    rate: f64,
+    sends: SendStats,
+    deliveries: u64,
+    expected_deliveries: u64,
+    deliveries_per_second: f64,
+    latency: LatencySummary,
+    /// Cumulative over the run: the first step where these turn non-zero lost it.
+    completeness: Completeness,
+    errors: BTreeMap<String, u64>,
+    usage: PhaseUsage,
+    passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ThroughputResult {
+    pollers: usize,
+    ready: usize,
+    steps: Vec<StepResult>,
+    /// The highest rate that passed, messages per second.
+    best_rate: Option<f64>,
+    best_deliveries_per_second: Option<f64>,
+    error_samples: Vec<String>,
+    clean: bool,
+}
+
+pub(super) async fn run(
+    target: &Target,
+    config: &ThroughputConfig,
+    run_id: &str,
+) -> Result<Outcome, Error> {
+    if config.channels == 0 || config.pollers_per_channel == 0 || config.rates.is_empty() {
+        return Err(Error::Config(
+            "throughput needs channels, pollers and rates".into(),
+        ));
+    }
+    if config
+        .rates
+        .iter()
+        .any(|rate| rate.is_nan() || *rate <= 0.0)
+    {
+        return Err(Error::Config("every rate must be above 0".into()));
+    }
+    let poll_limit = probe(target, run_id).await?;
+    let channels: Vec<String> = (0..config.channels)
+        .map(|index| format!("bt{run_id}{index}"))
+        .collect();
+    let highest_rate = config.rates.iter().cloned().fold(0.0, f64::max);
+    let mut senders = Senders::start(
+        target.coordinator_api(),
+        run_id,
+        &channels,
+        senders_per_channel(
+            highest_rate / config.channels as f64,
+            target.sends_per_session,
+        ),
+    )
+    .await?;
+    let pollers = config.channels * config.pollers_per_channel;
+    let fleet = Fleet::launch(target, run_id, &channels, pollers, poll_limit).await;
+    let mut fleet = match fleet {
+        Ok(fleet) => fleet,
+        Err(error) => {
+            senders.leave().await;
+            return Err(error);
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = fleet.collect(&[], Duration::ZERO).await?;
+    let ticks = crate::process::ticks_per_second();
+    let mut steps = Vec::new();
+    let mut error_samples = Vec::new();
+    let mut ready = fleet.ready;
+    for &rate in &config.rates {
+        let meter = PhaseMeter::begin(target, ticks, &fleet.worker_pids());
+        let began = Instant::now();
+        let count = ((rate * config.step.as_secs_f64()).round() as u64).max(1);
+        let sends = senders.send(count, rate, Duration::from_secs(30)).await;
+        let report = fleet.collect(&senders.acked(), target.drain).await?;
+        let elapsed = began.elapsed().as_secs_f64();
+        let usage = meter.end(target);
+        ready = report.ready;
+        let completeness = Completeness::of(&report);
+        let latency = LatencySummary::of(&report.latency);
+        // Every poller of a channel gets every message of that channel.
+        let expected_deliveries = sends.acked * config.pollers_per_channel as u64;
+        let passed = completeness.is_clean()
+            && sends.failed == 0
+            && report.error_count() == 0
+            && report.deliveries == expected_deliveries
+            && latency.p99_ms <= config.p99_limit.as_secs_f64() * 1000.0;
+        for sample in report.error_samples.iter().chain(&sends.error_samples) {
+            if error_samples.len() < 5 {
+                error_samples.push(sample.clone());
+            }
+        }
+        steps.push(StepResult {
+            rate,
+            deliveries: report.deliveries,
+            expected_deliveries,
+            deliveries_per_second: report.deliveries as f64 / elapsed,
+            latency,
+            completeness,
+            errors: report.errors.clone(),
+            sends,
+            usage,
+            passed,
+        });
+        if !passed {
+            break;
+        }
+    }
+    fleet.stop().await;
+    senders.leave().await;
+
+    let best = steps.iter().rev().find(|step| step.passed);
+    let clean = ready == pollers && steps.first().is_some_and(|step| step.passed);
+    let result = ThroughputResult {
+        pollers,
+        ready,
+        best_rate: best.map(|step| step.rate),
+        best_deliveries_per_second: best.map(|step| step.deliveries_per_second),
+        steps,
+        error_samples,
+        clean,
+    };
+    let mut summary = String::new();
+    let _ = writeln!(
+        summary,
+        "throughput: {} channels x {} pollers ({} ready), steps of {} s",
+        config.channels,
+        config.pollers_per_channel,
+        result.ready,
+        config.step.as_secs_f64()
+    );
+    for step in &result.steps {
+        let _ = writeln!(
+            summary,
+            "  {:>7.0} msgs/s (sent {:.0}/s, lag {} ms): {:>9.0} deliveries/s, {}; {}; errors {:?} {}",
+            step.rate,
+            step.sends.achieved_rate,
+            step.sends.max_lag_ms,
+            step.deliveries_per_second,
+            step.latency,
+            step.completeness,
+            step.errors,
+            if step.passed { "PASS" } else { "FAIL" }
+        );
+        if let Some(server) = step.usage.server {
+            let _ = writeln!(
+                summary,
+                "           server CPU {:.1}%, RSS {} KiB; bench CPU {:.1}%",
+                server.cpu_percent, server.rss_kib, step.usage.bench.cpu_percent
+            );
+        }
+    }
+    for sample in &result.error_samples {
+        let _ = writeln!(summary, "  error: {sample}");
+    }
+    let _ = write!(
+        summary,
+        "  best: {}",
+        match (result.best_rate, result.best_deliveries_per_second) {
+            (Some(rate), Some(deliveries)) =>
+                format!("{rate:.0} msgs/s ({deliveries:.0} deliveries/s)"),
+            _ => "no step passed".into(),
+        }
+    );
+    Ok(Outcome {
+        json: super::json_line("throughput", run_id, config, &result),
+        summary,
+        clean,
+    })
+}

@@ -1,0 +1,545 @@
+//! A worker: a group of pollers driven by the coordinator through commands,
+//! in the coordinator's process or in a child process of its own.
+//!
+//! One process may hold only as many sockets as its open-files limit (20,000
+//! here), so big runs split the pollers over several worker processes, each
+//! from its own 127.0.0.x source address. A child speaks JSON lines: commands
+//! on its stdin, events on its stdout. A worker in the coordinator's process
+//! runs the same code over in-memory channels.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::histogram::{Histogram, SparseHistogram};
+use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Window};
+use crate::transport::{api_from, poll_link, PollTransport};
+use crate::Error;
+
+/// What a group of pollers is to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupSpec {
+    /// The server, e.g. `http://127.0.0.1:8000`.
+    pub base_url: String,
+    /// The address the group's sockets leave from; the system's choice when absent.
+    pub source_ip: Option<IpAddr>,
+    /// Marks this run's sessions and messages.
+    pub run_id: String,
+    /// The channels; poller `i` (global index) goes to `channels[i % len]`.
+    pub channels: Vec<String>,
+    /// The global index of this group's first poller.
+    pub first_index: usize,
+    /// How many pollers this group runs.
+    pub pollers: usize,
+    /// Session starts per second for this group.
+    pub ramp_per_second: f64,
+    /// The HTTP stack of the polls.
+    pub transport: PollTransport,
+    /// `wait_ms` of every poll after the first; absent for the server's timeout.
+    pub wait_ms: Option<u64>,
+    /// How long one poll may take before it counts as an error.
+    pub poll_limit_ms: u64,
+    /// How long the ramp may take in all before the stragglers count as failed.
+    pub ramp_limit_ms: u64,
+    /// Whether to end every session with `leave` at the end.
+    pub leave_at_end: bool,
+}
+
+/// What the coordinator tells a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum WorkerCommand {
+    /// Start the pollers; answered by `Ramped`.
+    Start {
+        /// The group.
+        spec: GroupSpec,
+    },
+    /// Wait until every poller has every event up to `expected[channel]`
+    /// (or `drain_ms` passed), then report; answered by `Report`.
+    Collect {
+        /// Per channel index, the highest seq every poller must have.
+        expected: Vec<u64>,
+        /// How long to wait for stragglers.
+        drain_ms: u64,
+    },
+    /// Stop polling, end the sessions, exit; answered by `Stopped`.
+    Stop,
+}
+
+/// What a worker tells the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// The ramp is over.
+    Ramped {
+        /// Pollers whose first poll was answered.
+        ready: usize,
+        /// Pollers that got no session or no first answer.
+        failed: usize,
+    },
+    /// The counters asked for by `Collect`.
+    Report {
+        /// The counters.
+        report: GroupReport,
+    },
+    /// The pollers stopped and the sessions ended.
+    Stopped,
+    /// The worker cannot go on.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Counters of a group of pollers. Completeness counters cover the whole
+/// run; delivery, poll and error counters cover the window since the last
+/// report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Pollers asked for.
+    pub pollers: usize,
+    /// Pollers whose first poll was answered.
+    pub ready: usize,
+    /// Pollers still polling.
+    pub alive: usize,
+    /// Pollers that had at least one error in the run.
+    pub pollers_with_errors: usize,
+    /// Poll answers in the window.
+    pub polls: u64,
+    /// Poll answers in the window that came back empty after being held.
+    pub held_polls: u64,
+    /// Errors in the window, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Some error messages, as examples.
+    pub error_samples: Vec<String>,
+    /// Bench messages delivered in the window (one per poller that got it).
+    pub deliveries: u64,
+    /// Their latencies in microseconds.
+    pub latency: SparseHistogram,
+    /// Events up to the expected seq that never arrived, over all pollers.
+    pub missing: u64,
+    /// Events that arrived more than once.
+    pub duplicates: u64,
+    /// Events that arrived after a later one.
+    pub out_of_order: u64,
+    /// Poll answers that reset the stream (gap, epoch, switch).
+    pub resets: u64,
+    /// Pollers with anything missing.
+    pub pollers_missing: usize,
+    /// Pollers that saw a duplicate.
+    pub pollers_duplicated: usize,
+    /// Pollers that saw events out of order.
+    pub pollers_out_of_order: usize,
+}
+
+impl GroupReport {
+    /// Adds another group's counters to these.
+    pub fn merge(&mut self, other: &GroupReport) {
+        self.pollers += other.pollers;
+        self.ready += other.ready;
+        self.alive += other.alive;
+        self.pollers_with_errors += other.pollers_with_errors;
+        self.polls += other.polls;
+        self.held_polls += other.held_polls;
+        for (kind, count) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += count;
+        }
+        for sample in &other.error_samples {
+            if self.error_samples.len() < 5 {
+                self.error_samples.push(sample.clone());
+            }
+        }
+        self.deliveries += other.deliveries;
+        let mut latency = Histogram::from_sparse(&self.latency);
+        latency.merge(&Histogram::from_sparse(&other.latency));
+        self.latency = latency.to_sparse();
+        self.missing += other.missing;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+        self.resets += other.resets;
+        self.pollers_missing += other.pollers_missing;
+        self.pollers_duplicated += other.pollers_duplicated;
+        self.pollers_out_of_order += other.pollers_out_of_order;
+    }
+
+    /// Errors of every kind in the window.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// A running group of pollers.
+struct Group {
+    spec: GroupSpec,
+    shared: Arc<Shared>,
+    states: Vec<Arc<Mutex<PollerState>>>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Finds the socket address of `base_url` (`http://host:port`).
+pub(crate) fn server_address(base_url: &str) -> Result<SocketAddr, Error> {
+    let authority = base_url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::Config(format!("{base_url}: only http:// URLs")))?
+        .trim_end_matches('/');
+    authority
+        .to_socket_addrs()
+        .map_err(|error| Error::Config(format!("{base_url}: {error}")))?
+        .next()
+        .ok_or_else(|| Error::Config(format!("{base_url}: no address")))
+}
+
+impl Group {
+    fn start(spec: GroupSpec) -> Result<Group, Error> {
+        let server = server_address(&spec.base_url)?;
+        let poll_limit = Duration::from_millis(spec.poll_limit_ms);
+        let api = api_from(&spec.base_url, spec.source_ip, poll_limit);
+        let shared = Arc::new(Shared {
+            run_id: spec.run_id.clone(),
+            window: Mutex::new(Window::default()),
+            ready: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        });
+        let (stop, stop_receiver) = watch::channel(false);
+        let mut states = Vec::with_capacity(spec.pollers);
+        let mut tasks = JoinSet::new();
+        let start_deadline = Instant::now() + Duration::from_millis(spec.ramp_limit_ms);
+        let ramp_started = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / spec.ramp_per_second.max(0.001));
+        for local in 0..spec.pollers {
+            let index = spec.first_index + local;
+            let channel_index = index % spec.channels.len();
+            let state = Arc::new(Mutex::new(PollerState::new(channel_index)));
+            states.push(state.clone());
+            let plan = PollerPlan {
+                name: format!("b{}{index}", spec.run_id),
+                channel: spec.channels[channel_index].clone(),
+                api: api.clone(),
+                link: poll_link(spec.transport, server, spec.source_ip, &api),
+                wait_ms: spec.wait_ms,
+                poll_limit,
+                start_deadline,
+            };
+            let shared = shared.clone();
+            let stop = stop_receiver.clone();
+            let begin_at = ramp_started + interval.mul_f64(local as f64);
+            tasks.spawn(async move {
+                tokio::time::sleep_until(begin_at).await;
+                run_poller(plan, shared, state, stop).await;
+            });
+        }
+        Ok(Group {
+            spec,
+            shared,
+            states,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Waits until every poller is ready or failed, or the ramp limit passed.
+    async fn wait_ramped(&self) -> WorkerEvent {
+        let deadline = Instant::now() + Duration::from_millis(self.spec.ramp_limit_ms);
+        loop {
+            let ready = self.shared.ready.load(Ordering::Relaxed);
+            let failed = self.shared.failed.load(Ordering::Relaxed);
+            if ready + failed >= self.spec.pollers || Instant::now() >= deadline {
+                return WorkerEvent::Ramped {
+                    ready,
+                    failed: self.spec.pollers - ready,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn collect(&self, expected: &[u64], drain: Duration) -> GroupReport {
+        let expected_of = |channel_index: usize| expected.get(channel_index).copied().unwrap_or(0);
+        let deadline = Instant::now() + drain;
+        loop {
+            let all_caught_up = self.states.iter().all(|state| {
+                let state = state.lock().expect("poller state lock");
+                !state.alive || state.contiguous >= expected_of(state.channel_index)
+            });
+            if all_caught_up || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let window = std::mem::take(&mut *self.shared.window.lock().expect("window lock"));
+        let mut report = GroupReport {
+            pollers: self.spec.pollers,
+            ready: self.shared.ready.load(Ordering::Relaxed),
+            polls: window.polls,
+            held_polls: window.held_polls,
+            errors: window.errors,
+            error_samples: window.error_samples,
+            deliveries: window.deliveries,
+            latency: window.latency.to_sparse(),
+            ..GroupReport::default()
+        };
+        for state in &self.states {
+            let state = state.lock().expect("poller state lock");
+            if !state.started {
+                continue;
+            }
+            report.alive += usize::from(state.alive);
+            report.pollers_with_errors += usize::from(state.errors > 0);
+            let missing = state.missing_up_to(expected_of(state.channel_index));
+            report.missing += missing;
+            report.pollers_missing += usize::from(missing > 0);
+            report.duplicates += state.duplicates;
+            report.pollers_duplicated += usize::from(state.duplicates > 0);
+            report.out_of_order += state.out_of_order;
+            report.pollers_out_of_order += usize::from(state.out_of_order > 0);
+            report.resets += state.resets;
+        }
+        report
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        if !self.spec.leave_at_end {
+            return;
+        }
+        // End the sessions so the next run starts on a quiet server; bounded
+        // in concurrency and time.
+        let api = api_from(
+            &self.spec.base_url,
+            self.spec.source_ip,
+            Duration::from_secs(10),
+        );
+        let tokens: Vec<String> = self
+            .states
+            .iter()
+            .filter_map(|state| state.lock().expect("poller state lock").token.clone())
+            .collect();
+        let permits = Arc::new(Semaphore::new(256));
+        let mut leaves = JoinSet::new();
+        for token in tokens {
+            let api = api.clone();
+            let permits = permits.clone();
+            leaves.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let _ = api.leave(&token).await;
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), async {
+            while leaves.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// Runs a worker: takes commands until `Stop` or the end of `commands`.
+pub async fn run_worker(
+    mut commands: mpsc::Receiver<WorkerCommand>,
+    events: mpsc::Sender<WorkerEvent>,
+) {
+    let mut group: Option<Group> = None;
+    while let Some(command) = commands.recv().await {
+        let event = match command {
+            WorkerCommand::Start { spec } => match Group::start(spec) {
+                Ok(started) => {
+                    let event = started.wait_ramped().await;
+                    group = Some(started);
+                    event
+                }
+                Err(error) => WorkerEvent::Failed {
+                    message: error.to_string(),
+                },
+            },
+            WorkerCommand::Collect { expected, drain_ms } => match &group {
+                Some(group) => WorkerEvent::Report {
+                    report: group
+                        .collect(&expected, Duration::from_millis(drain_ms))
+                        .await,
+                },
+                None => WorkerEvent::Failed {
+                    message: "collect before start".into(),
+                },
+            },
+            WorkerCommand::Stop => {
+                if let Some(group) = group.take() {
+                    group.stop().await;
+                }
+                let _ = events.send(WorkerEvent::Stopped).await;
+                return;
+            }
+        };
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
+    if let Some(group) = group.take() {
+        group.stop().await;
+    }
+}
+
+/// Runs a worker over stdin and stdout, as a child process of a coordinator.
+pub async fn run_stdio_worker() -> Result<(), Error> {
+    crate::raise_open_files_limit();
+    let (command_sender, command_receiver) = mpsc::channel(16);
+    let (event_sender, mut event_receiver) = mpsc::channel(16);
+    let worker = tokio::spawn(run_worker(command_receiver, event_sender));
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<WorkerCommand>(&line) {
+                Ok(command) => {
+                    if command_sender.send(command).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => eprintln!("bench worker: bad command {line:?}: {error}"),
+            }
+        }
+    });
+    let mut stdout = tokio::io::stdout();
+    while let Some(event) = event_receiver.recv().await {
+        let mut line =
+            serde_json::to_vec(&event).map_err(|error| Error::Worker(error.to_string()))?;
+        line.push(b'\n');
+        stdout.write_all(&line).await?;
+        stdout.flush().await?;
+    }
+    reader.abort();
+    let _ = worker.await;
+    Ok(())
+}
+
+/// How to start a worker process: the program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerProgram {
+    /// The executable, usually the running `talk` binary.
+    pub program: std::path::PathBuf,
+    /// Its arguments, e.g. `["bench", "worker"]`.
+    pub args: Vec<String>,
+}
+
+/// The coordinator's end of a worker.
+pub(crate) enum WorkerLink {
+    InProcess {
+        commands: mpsc::Sender<WorkerCommand>,
+        events: mpsc::Receiver<WorkerEvent>,
+    },
+    Child {
+        child: Box<tokio::process::Child>,
+        stdin: tokio::process::ChildStdin,
+        lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    },
+}
+
+impl WorkerLink {
+    pub(crate) fn in_process() -> WorkerLink {
+        let (command_sender, command_receiver) = mpsc::channel(16);
+        let (event_sender, event_receiver) = mpsc::channel(16);
+        tokio::spawn(run_worker(command_receiver, event_sender));
+        WorkerLink::InProcess {
+            commands: command_sender,
+            events: event_receiver,
+        }
+    }
+
+    pub(crate) fn spawn(program: &WorkerProgram) -> Result<WorkerLink, Error> {
+        let mut child = tokio::process::Command::new(&program.program)
+            .args(&program.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| {
+                Error::Worker(format!(
+                    "cannot start {}: {error}",
+                    program.program.display()
+                ))
+            })?;
+        let stdin = child.stdin.take().expect("stdin was piped");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        Ok(WorkerLink::Child {
+            child: Box::new(child),
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            WorkerLink::InProcess { .. } => None,
+            WorkerLink::Child { child, .. } => child.id(),
+        }
+    }
+
+    pub(crate) async fn send(&mut self, command: &WorkerCommand) -> Result<(), Error> {
+        match self {
+            WorkerLink::InProcess { commands, .. } => commands
+                .send(command.clone())
+                .await
+                .map_err(|_| Error::Worker("the worker ended".into())),
+            WorkerLink::Child { stdin, .. } => {
+                let mut line = serde_json::to_vec(command)
+                    .map_err(|error| Error::Worker(error.to_string()))?;
+                line.push(b'\n');
+                stdin.write_all(&line).await?;
+                stdin.flush().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The worker's next event, waiting at most `limit`.
+    pub(crate) async fn next_event(&mut self, limit: Duration) -> Result<WorkerEvent, Error> {
+        let next = async {
+            match self {
+                WorkerLink::InProcess { events, .. } => events
+                    .recv()
+                    .await
+                    .ok_or_else(|| Error::Worker("the worker ended".into())),
+                WorkerLink::Child { lines, .. } => {
+                    let line = lines
+                        .next_line()
+                        .await?
+                        .ok_or_else(|| Error::Worker("the worker process exited".into()))?;
+                    serde_json::from_str(&line).map_err(|error| {
+                        Error::Worker(format!("bad worker line {line:?}: {error}"))
+                    })
+                }
+            }
+        };
+        let event = tokio::time::timeout(limit, next)
+            .await
+            .map_err(|_| Error::Worker("the worker did not answer in time".into()))??;
+        if let WorkerEvent::Failed { message } = &event {
+            return Err(Error::Worker(message.clone()));
+        }
+        Ok(event)
+    }
+
+    /// Waits for a child worker to exit after `Stop`, killing it if it hangs.
+    pub(crate) async fn finish(self) {
+        if let WorkerLink::Child { mut child, .. } = self {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
