@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
@@ -21,8 +22,12 @@ use crate::Error;
 
 /// What the editor thread hands the chat.
 enum Input {
-    /// A line typed and entered.
-    Line(String),
+    /// A line typed and entered; for a command, `done` is told when it has
+    /// been carried out.
+    Line {
+        text: String,
+        done: Option<std::sync::mpsc::SyncSender<()>>,
+    },
     /// Ctrl-C or Ctrl-D.
     Quit,
     /// The terminal failed.
@@ -50,10 +55,8 @@ pub(crate) async fn run(client: Client, style: Style) -> Result<(), Error> {
         ".. you are {} in {}; /help lists the commands, Ctrl-D leaves",
         identity.name, identity.channel
     ));
-    let (progress_sender, progress) = watch::channel(Progress {
-        channel: identity.channel,
-        ..Progress::default()
-    });
+    // Nothing here waits on the progress; the prompt asks the client.
+    let (progress_sender, _) = watch::channel(Progress::default());
     let mut poller = tokio::spawn(view::show_updates(
         client.clone(),
         view.clone(),
@@ -62,20 +65,23 @@ pub(crate) async fn run(client: Client, style: Style) -> Result<(), Error> {
     let (input_sender, mut inputs) = mpsc::channel(16);
     let quit = Arc::new(AtomicBool::new(false));
     let editor_quit = Arc::clone(&quit);
-    std::thread::spawn(move || edit_lines(editor, progress, input_sender, &editor_quit));
+    let editor_client = client.clone();
+    std::thread::spawn(move || edit_lines(editor, &editor_client, input_sender, &editor_quit));
 
     let mut poller_running = true;
     let result = loop {
         tokio::select! {
             input = inputs.recv() => match input {
-                Some(Input::Line(line)) => {
-                    let text = line.trim();
-                    if text.is_empty() {
-                        continue;
+                Some(Input::Line { text, done }) => {
+                    let text = text.trim();
+                    if !text.is_empty() {
+                        match client.send(text).await {
+                            Ok(answer) => view.answer(&answer)?,
+                            Err(error) => view.refusal(&error)?,
+                        }
                     }
-                    match client.send(text).await {
-                        Ok(answer) => view.answer(&answer)?,
-                        Err(error) => view.refusal(&error)?,
+                    if let Some(done) = done {
+                        let _ = done.send(());
                     }
                 }
                 Some(Input::Quit) | None => break Ok(()),
@@ -105,23 +111,38 @@ pub(crate) async fn run(client: Client, style: Style) -> Result<(), Error> {
     result
 }
 
+/// How long the prompt waits for a command to be carried out, so that it
+/// shows the channel a `/join` went to.
+const COMMAND_WAIT: Duration = Duration::from_secs(3);
+
 /// The editor thread: reads lines until Ctrl-C, Ctrl-D or a failure, with
-/// the current channel in the prompt.
+/// the session's channel in the prompt.
 fn edit_lines(
     mut editor: DefaultEditor,
-    progress: watch::Receiver<Progress>,
+    client: &Client,
     inputs: mpsc::Sender<Input>,
     quit: &AtomicBool,
 ) {
     while !quit.load(Ordering::SeqCst) {
-        let prompt = format!("{}> ", progress.borrow().channel);
+        let prompt = format!("{}> ", client.identity().channel);
         match editor.readline(&prompt) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
+            Ok(text) => {
+                if !text.trim().is_empty() {
+                    let _ = editor.add_history_entry(text.as_str());
                 }
-                if inputs.blocking_send(Input::Line(line)).is_err() {
+                // Messages go without waiting, so typing never stalls on
+                // the network; commands may change the prompt.
+                let (done, command_done) = if text.trim_start().starts_with('/') {
+                    let (done, command_done) = std::sync::mpsc::sync_channel(1);
+                    (Some(done), Some(command_done))
+                } else {
+                    (None, None)
+                };
+                if inputs.blocking_send(Input::Line { text, done }).is_err() {
                     return;
+                }
+                if let Some(command_done) = command_done {
+                    let _ = command_done.recv_timeout(COMMAND_WAIT);
                 }
             }
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => {

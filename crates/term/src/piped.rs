@@ -4,7 +4,9 @@
 //! The output is made predictable for scripts: the channel's history comes
 //! before anything is sent, and after each message the next line waits until
 //! the message has come back in the stream (at most `ECHO_WAIT`), so a
-//! command's reply never overtakes the message sent before it.
+//! command's reply never overtakes the message sent before it, and the
+//! event a command posted (when its answer says where) comes before its
+//! reply.
 
 use std::io::BufRead;
 use std::time::Duration;
@@ -75,7 +77,8 @@ async fn send_stdin(
         }
         match client.send(text).await {
             Ok(answer) => {
-                view.answer(&answer)?;
+                // The event a send posted is shown before its reply, so the
+                // reply of `/nick` (say) comes after the `nick` event.
                 if let Some(Reply::Joined { channel }) = &answer.reply {
                     let joined = |progress: &Progress| progress.channel == *channel;
                     wait_until(&mut progress, joined, ECHO_WAIT).await;
@@ -85,6 +88,7 @@ async fn send_stdin(
                         |progress: &Progress| progress.channel == channel && progress.seq >= seq;
                     wait_until(&mut progress, echoed, ECHO_WAIT).await;
                 }
+                view.answer(&answer)?;
             }
             Err(error) => view.refusal(&error)?,
         }
