@@ -408,3 +408,59 @@ fn piped_json_mode_prints_one_object_a_line() {
     assert_eq!(values[3]["reply"]["members"][0]["name"], "jay");
     assert_eq!(values[4]["error"]["code"], "unknown_command");
 }
+
+#[test]
+fn piped_mode_leaves_on_ctrl_c() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TalkServer::start("127.0.0.1:0", data.path());
+    let mut cat = HttpPerson::start(&server.url, "cat", "66ccff");
+    let mut child = Command::new(TALK)
+        .args(["chat", &server.url, "--name", "sig"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // stdin stays open: the chat is waiting for more when Ctrl-C comes.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"still here\n").unwrap();
+    loop {
+        let line = lines
+            .recv_timeout(PATIENCE)
+            .expect("the message comes back");
+        if line == "sig: still here" {
+            break;
+        }
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("talk chat did not exit on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    cat.wait_for("leave sig Quit");
+    drop(stdin);
+}
