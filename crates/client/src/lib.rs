@@ -53,5 +53,6 @@ pub use api::{Api, Error};
 pub use backoff::Backoff;
 pub use session::{
     is_retryable, new_send_id, Client, ClientConfig, Identity, LostReason, ResumePoint, Update,
+    MAX_POLL_WAIT_MS,
 };
 pub use talk_protocol as protocol;

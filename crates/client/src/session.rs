@@ -32,7 +32,9 @@ pub struct ClientConfig {
     /// A session to carry on instead of starting a new one.
     pub resume: Option<ResumePoint>,
     /// Asks the server to hold each poll at most this long (it caps it at its
-    /// own poll timeout). `None` leaves it to the server.
+    /// own poll timeout). `None` leaves it to the server. Either way a poll
+    /// is held at most `MAX_POLL_WAIT_MS`, so that it is answered before the
+    /// HTTP client's own timeout.
     pub wait_ms: Option<u64>,
     /// The pauses between retries of a failed request.
     pub backoff: Backoff,
@@ -135,6 +137,10 @@ pub enum LostReason {
     Failed(Error),
 }
 
+/// The longest a poll is asked to be held: the server adds up to 10% of
+/// jitter, and `Api`'s HTTP timeout is 60 s.
+pub const MAX_POLL_WAIT_MS: u64 = 50_000;
+
 /// A send's id: 128 random bits, so that no two clients ever pick the same.
 pub fn new_send_id() -> String {
     format!("c{:016x}{:016x}", random_u64(), random_u64())
@@ -173,6 +179,8 @@ pub struct Client {
 struct Inner {
     api: Api,
     config: ClientConfig,
+    /// The `wait_ms` of every poll.
+    poll_wait_ms: Option<u64>,
     /// Held only for short, await-free moments.
     state: Mutex<SessionState>,
     /// Held across a whole poll, so that only one poll runs at a time and
@@ -230,6 +238,7 @@ impl Client {
     /// requests for up to `config.retry_for`.
     pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
         let api = Api::new(&config.base_url);
+        let mut server_poll_timeout_ms = None;
         let state = match &config.resume {
             Some(resume) => SessionState {
                 token: resume.token.clone(),
@@ -258,6 +267,7 @@ impl Client {
                         }
                     }
                 };
+                server_poll_timeout_ms = Some(answer.poll_timeout_ms);
                 SessionState {
                     token: answer.token,
                     name: answer.name,
@@ -268,11 +278,19 @@ impl Client {
                 }
             }
         };
+        // A server whose poll timeout is longer than the HTTP timeout would
+        // have every quiet poll fail on our side; ask it to answer sooner.
+        let poll_wait_ms = match (config.wait_ms, server_poll_timeout_ms) {
+            (Some(wait_ms), _) => Some(wait_ms.min(MAX_POLL_WAIT_MS)),
+            (None, Some(timeout_ms)) if timeout_ms > MAX_POLL_WAIT_MS => Some(MAX_POLL_WAIT_MS),
+            (None, _) => None,
+        };
         let (closed, _) = tokio::sync::watch::channel(false);
         Ok(Client {
             inner: Arc::new(Inner {
                 api,
                 config,
+                poll_wait_ms,
                 state: Mutex::new(state),
                 poll: tokio::sync::Mutex::new(PollState::default()),
                 restart: tokio::sync::Mutex::new(()),
@@ -353,7 +371,7 @@ impl Client {
                     token: state.token.clone(),
                     channel: state.poll_channel.clone(),
                     cursor: state.cursor.clone(),
-                    wait_ms: self.inner.config.wait_ms,
+                    wait_ms: self.inner.poll_wait_ms,
                 }
             };
             let result = tokio::select! {
