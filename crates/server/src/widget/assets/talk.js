@@ -1006,8 +1006,15 @@
     return {
       system,
       replace(events, reason) {
+        // Local lines after the last event (replies to the latest commands,
+        // such as "You are in #games now.") stay, below the new history.
+        const trailing = [];
+        for (let line = lines.lastElementChild; line && line.classList.contains('system'); line = line.previousElementSibling) {
+          trailing.unshift(line);
+        }
         const fragment = document.createDocumentFragment();
         renderAll(events, fragment);
+        fragment.append(...trailing);
         lines.replaceChildren(fragment);
         if (RESET_NOTES[reason]) system(RESET_NOTES[reason], 'notice');
         dropPendingFor(events);
