@@ -2,7 +2,7 @@
 //! talk to each other and to a browser-less HTTP client (the `Api`), and
 //! the piped mode prints exactly the expected lines.
 
-mod talk_process;
+mod support;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use support::ServerProcess;
 use talk_client::protocol::{Cursor, EventKind, PollRequest};
 use talk_client::Api;
-use talk_process::{TalkServer, TALK};
+
+/// The `talk` binary Cargo built for these tests.
+const TALK: &str = env!("CARGO_BIN_EXE_talk");
 
 /// How long any one expected thing may take.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -220,14 +223,15 @@ impl HttpPerson {
 #[test]
 fn two_terminals_and_an_http_client_chat() {
     let data = tempfile::tempdir().unwrap();
-    let server = TalkServer::start("127.0.0.1:0", data.path());
-    let mut cat = HttpPerson::start(&server.url, "cat", "66ccff");
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &[]);
+    let url = server.url();
+    let mut cat = HttpPerson::start(&url, "cat", "66ccff");
 
     // ada's terminal has colors; bob's has NO_COLOR.
-    let mut ada = Terminal::spawn(&server.url, "ada", &[("TALK_COLOR", "ff8800")]);
+    let mut ada = Terminal::spawn(&url, "ada", &[("TALK_COLOR", "ff8800")]);
     ada.expect("you are ada in lobby");
     ada.expect("lobby> ");
-    let mut bob = Terminal::spawn(&server.url, "bob", &[("NO_COLOR", "1")]);
+    let mut bob = Terminal::spawn(&url, "bob", &[("NO_COLOR", "1")]);
     bob.expect("you are bob in lobby");
     bob.expect("lobby> ");
     // In color: the name, then the color reset.
@@ -321,11 +325,12 @@ fn run_piped(url: &str, name: &str, flags: &[&str], input: &str) -> (String, Str
 #[test]
 fn piped_mode_prints_the_expected_lines() {
     let data = tempfile::tempdir().unwrap();
-    let server = TalkServer::start("127.0.0.1:0", data.path());
-    let mut cat = HttpPerson::start(&server.url, "cat", "66ccff");
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &[]);
+    let url = server.url();
+    let mut cat = HttpPerson::start(&url, "cat", "66ccff");
 
     let input = "hello\n/who\n\n/join games\nin games\n/me waves\n/exit\n/bogus\n";
-    let (stdout, stderr) = run_piped(&server.url, "pip", &[], input);
+    let (stdout, stderr) = run_piped(&url, "pip", &[], input);
     let lines: Vec<&str> = stdout.lines().collect();
     let (last, lines) = lines.split_last().expect("some output");
     assert_eq!(
@@ -380,8 +385,9 @@ fn piped_mode_prints_the_expected_lines() {
 #[test]
 fn piped_json_mode_prints_one_object_a_line() {
     let data = tempfile::tempdir().unwrap();
-    let server = TalkServer::start("127.0.0.1:0", data.path());
-    let (stdout, _) = run_piped(&server.url, "jay", &["--json"], "hi there\n/who\n/bogus\n");
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &[]);
+    let url = server.url();
+    let (stdout, _) = run_piped(&url, "jay", &["--json"], "hi there\n/who\n/bogus\n");
     let values: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is JSON"))
@@ -412,10 +418,11 @@ fn piped_json_mode_prints_one_object_a_line() {
 #[test]
 fn piped_mode_leaves_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
-    let server = TalkServer::start("127.0.0.1:0", data.path());
-    let mut cat = HttpPerson::start(&server.url, "cat", "66ccff");
+    let server = ServerProcess::start("127.0.0.1:0", data.path(), &[]);
+    let url = server.url();
+    let mut cat = HttpPerson::start(&url, "cat", "66ccff");
     let mut child = Command::new(TALK)
-        .args(["chat", &server.url, "--name", "sig"])
+        .args(["chat", &url, "--name", "sig"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
