@@ -11,7 +11,7 @@ describe('two browsers on /talk.html', () => {
   let browser;
   let alice;
   let bob;
-  let problems = [];
+  const watched = [];
 
   before(async () => {
     server = await startServer();
@@ -19,7 +19,7 @@ describe('two browsers on /talk.html', () => {
     const open = async () => {
       const context = await browser.newContext(); // its own storage: another person
       const page = await context.newPage();
-      problems = problems.concat(watchPage(page));
+      watched.push(watchPage(page));
       await page.goto(server.url + '/talk.html');
       const chat = new Chat(page);
       await chat.connected();
@@ -154,6 +154,9 @@ describe('two browsers on /talk.html', () => {
   });
 
   test('no page errors or console errors', () => {
-    assert.deepEqual(problems, []);
+    // The refused commands above answer 400 and 409, and quick sends may be
+    // rate limited (429, retried by the widget); Chromium logs those.
+    const expected = /Failed to load resource: the server responded with a status of (400|409|429)/;
+    assert.deepEqual(watched.flat().filter((p) => !expected.test(p)), []);
   });
 });

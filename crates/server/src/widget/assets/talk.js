@@ -791,7 +791,9 @@
     sheet.addEventListener('error', show);
     setTimeout(show, 4000);
 
-    const mount = () => document.body.append(host);
+    // The chat hangs off <html>, after <body>: a transform or filter that a
+    // page puts on its body would otherwise pin the fixed box to the body.
+    const mount = () => document.documentElement.append(host);
     if (document.body) mount();
     else document.addEventListener('DOMContentLoaded', mount);
 
