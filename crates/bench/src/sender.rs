@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use talk_client::Api;
-use tokio::sync::Semaphore;
+use talk_protocol::PollRequest;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -25,7 +26,12 @@ const MAX_SENDS_IN_FLIGHT: usize = 4_096;
 const RATE_LIMIT_RETRIES: u32 = 5;
 
 /// The sender sessions of a run.
+///
+/// The server ends a session that has had no poll for its grace period
+/// (sends do not count), so each sender session also keeps a poll open.
 pub(crate) struct Senders {
+    /// Tells the senders' keep-alive polls to stop.
+    stop_polls: watch::Sender<bool>,
     api: Api,
     run_id: String,
     /// Per channel index, the tokens of its sender sessions.
@@ -74,7 +80,16 @@ impl Senders {
             }
             tokens.push(channel_tokens);
         }
+        let (stop_polls, stop_receiver) = watch::channel(false);
+        for token in tokens.iter().flatten() {
+            tokio::spawn(keep_polling(
+                api.clone(),
+                token.clone(),
+                stop_receiver.clone(),
+            ));
+        }
         Ok(Senders {
+            stop_polls,
             api,
             run_id: run_id.to_owned(),
             acked: Arc::new(Mutex::new(vec![0; channels.len()])),
@@ -167,8 +182,33 @@ impl Senders {
 
     /// Ends the sender sessions.
     pub(crate) async fn leave(&self) {
+        let _ = self.stop_polls.send(true);
         for token in self.tokens.iter().flatten() {
             let _ = self.api.leave(token).await;
+        }
+    }
+}
+
+/// Polls with `token` until `stop`, throwing the events away: it only keeps
+/// the session alive.
+async fn keep_polling(api: Api, token: String, mut stop: watch::Receiver<bool>) {
+    let mut request = PollRequest {
+        token,
+        channel: None,
+        cursor: None,
+        wait_ms: None,
+    };
+    loop {
+        let answer = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            answer = api.poll(&request) => answer,
+        };
+        match answer {
+            Ok(answer) => {
+                request.channel = Some(answer.channel);
+                request.cursor = Some(answer.cursor);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }

@@ -225,12 +225,19 @@ pub(crate) fn poll_link(
 }
 
 /// A client-library `Api` whose requests leave from `source`, with a timeout
-/// above the longest poll and a pool big enough to keep every poller's
-/// connection alive.
-pub(crate) fn api_from(base_url: &str, source: Option<IpAddr>, timeout: Duration) -> Api {
+/// above the longest poll, keeping at most `idle_connections` connections
+/// open between requests: every poller's with the `Api` transport, but few
+/// for session starts, whose idle connections would otherwise take file
+/// descriptors the server needs for held polls.
+pub(crate) fn api_from(
+    base_url: &str,
+    source: Option<IpAddr>,
+    timeout: Duration,
+    idle_connections: usize,
+) -> Api {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_max_idle_per_host(idle_connections)
         .pool_idle_timeout(Duration::from_secs(600))
         .tcp_nodelay(true);
     if let Some(source) = source {

@@ -203,7 +203,13 @@ impl Group {
     fn start(spec: GroupSpec) -> Result<Group, Error> {
         let server = server_address(&spec.base_url)?;
         let poll_limit = Duration::from_millis(spec.poll_limit_ms);
-        let api = api_from(&spec.base_url, spec.source_ip, poll_limit);
+        // Session starts come in a burst during the ramp; a few kept-alive
+        // connections are enough for them.
+        let start_api = api_from(&spec.base_url, spec.source_ip, poll_limit, 16);
+        let poll_api = match spec.transport {
+            PollTransport::Api => api_from(&spec.base_url, spec.source_ip, poll_limit, usize::MAX),
+            PollTransport::Raw => start_api.clone(),
+        };
         let shared = Arc::new(Shared {
             run_id: spec.run_id.clone(),
             window: Mutex::new(Window::default()),
@@ -224,8 +230,8 @@ impl Group {
             let plan = PollerPlan {
                 name: format!("b{}{index}", spec.run_id),
                 channel: spec.channels[channel_index].clone(),
-                api: api.clone(),
-                link: poll_link(spec.transport, server, spec.source_ip, &api),
+                api: start_api.clone(),
+                link: poll_link(spec.transport, server, spec.source_ip, &poll_api),
                 wait_ms: spec.wait_ms,
                 poll_limit,
                 start_deadline,
@@ -323,6 +329,7 @@ impl Group {
             &self.spec.base_url,
             self.spec.source_ip,
             Duration::from_secs(10),
+            256,
         );
         let tokens: Vec<String> = self
             .states

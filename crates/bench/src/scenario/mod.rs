@@ -66,7 +66,7 @@ impl Target {
 
     /// The API the coordinator uses for probe and sender sessions.
     fn coordinator_api(&self) -> Api {
-        crate::transport::api_from(&self.base_url, None, Duration::from_secs(30))
+        crate::transport::api_from(&self.base_url, None, Duration::from_secs(30), 1_024)
     }
 
     fn sample_server(&self) -> Option<ProcessSample> {
@@ -102,11 +102,40 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<Outcome, Error>
     target.validate()?;
     crate::raise_open_files_limit();
     let run_id = new_run_id();
-    match scenario {
+    let load_before = load_average();
+    let mut outcome = match scenario {
         Scenario::Capacity(config) => capacity::run(target, config, &run_id).await,
         Scenario::Fanout(config) => fanout::run(target, config, &run_id).await,
         Scenario::Throughput(config) => throughput::run(target, config, &run_id).await,
+    }?;
+    // The machine is shared: other work running at the same time shows in
+    // the load average, which explains outliers in the results.
+    let load_after = load_average();
+    if let Ok(serde_json::Value::Object(mut fields)) =
+        serde_json::from_str::<serde_json::Value>(&outcome.json)
+    {
+        fields.insert(
+            "load_average".into(),
+            serde_json::json!({ "before": load_before, "after": load_after }),
+        );
+        outcome.json = serde_json::Value::Object(fields).to_string();
     }
+    outcome.summary.push_str(&format!(
+        "\n  machine load average (1 min): {} before, {} after",
+        load_before.map_or("?".into(), |load| format!("{load:.2}")),
+        load_after.map_or("?".into(), |load| format!("{load:.2}")),
+    ));
+    Ok(outcome)
+}
+
+/// The one-minute load average of the machine, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A short id that marks a run's names, channels and messages, so runs
