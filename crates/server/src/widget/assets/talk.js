@@ -1077,6 +1077,19 @@
   });
   if (bus) bus.addEventListener('message', (event) => { if (event.data && event.data.t === 'wake' && isLeader) wakeAll(); });
   window.addEventListener('online', () => { if (isLeader) wakeAll(); });
+  // A follower that was frozen or kept in the back/forward cache may have
+  // missed answers: it asks the leader for everything again.
+  const catchUp = () => {
+    if (isLeader) {
+      wakeAll();
+    } else {
+      view.channel = null;
+      view.cursor = null;
+      tell({ t: 'hello', tab: TAB });
+    }
+  };
+  window.addEventListener('pageshow', (event) => { if (event.persisted) catchUp(); });
+  document.addEventListener('resume', catchUp);
 
   ui.showConn(conn);
   ui.showChannel(null, null);
