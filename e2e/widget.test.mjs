@@ -30,7 +30,12 @@ before(async () => {
     <body><h1>A blog post</h1><button id="before">A button of the page</button>
     ${'<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore.</p>'.repeat(12)}
     </body></html>`;
-  pages = await startPageServer({ '/blog.html': blog });
+  pages = await startPageServer({
+    '/blog.html': blog,
+    '/themed.html': `<!doctype html><html><head><meta charset="utf-8"><title>Themed</title>
+      ${embedSnippet(server, 'data-position="bottom-left" data-background="#101830" data-accent="rgb(255, 0, 102)" data-open="false" data-name="visitor"')}
+      </head><body><h1>Themed</h1></body></html>`,
+  });
   browser = await launchBrowser();
 
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
@@ -173,6 +178,27 @@ describe('the widget on a host page', () => {
     await page.locator('talk-chat .minimize').tap();
     await box(page).waitFor({ state: 'hidden' });
     await context.close();
+  });
+
+  test('data attributes set position, colors, collapsed start and name', async () => {
+    const page = await (await browser.newContext({ viewport: { width: 1000, height: 700 } })).newPage();
+    problems.push(...watchPage(page));
+    await page.goto(pages.origin + '/themed.html');
+    const themed = new Chat(page);
+    await themed.connected();
+    assert.equal(await box(page).isHidden(), true, 'data-open="false" starts collapsed');
+    const button = await launcher(page).boundingBox();
+    assert.ok(Math.abs(button.x - 16) <= 1, `the button is bottom-left: ${JSON.stringify(button)}`);
+    await launcher(page).click();
+    const rect = await box(page).boundingBox();
+    assert.ok(Math.abs(rect.x - 16) <= 1, `the box is bottom-left: ${JSON.stringify(rect)}`);
+    const colors = await page.evaluate(() => {
+      const root = document.querySelector('talk-chat').shadowRoot;
+      return [root.querySelector('.box'), root.querySelector('.send')].map((el) => getComputedStyle(el).backgroundColor);
+    });
+    assert.deepEqual(colors, ['rgb(16, 24, 48)', 'rgb(255, 0, 102)']);
+    assert.equal(await themed.name(), 'visitor', 'data-name is the name asked for');
+    await page.context().close();
   });
 
   test('no page errors or console errors', () => {
