@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use talk_protocol::{Color, Reply, SendAnswer};
 
-use super::{replied, Error};
+use super::{replied_at, Error};
 use crate::hub::{Hub, Session};
 
 pub(super) const USAGE: &str = "/color <rrggbb>";
@@ -14,8 +14,11 @@ pub(super) async fn run(
     session: &Arc<Session>,
     color: Color,
 ) -> Result<SendAnswer, Error> {
-    hub.recolor(session, color).await?;
-    Ok(replied(Reply::Color {
-        color: color.to_string(),
-    }))
+    let seq = hub.recolor(session, color).await?;
+    Ok(replied_at(
+        seq,
+        Reply::Color {
+            color: color.to_string(),
+        },
+    ))
 }

@@ -143,6 +143,15 @@ async fn post(
     })
 }
 
+/// A successful answer carrying a command's reply and the position of the
+/// event the command posted, so a client can order the two.
+fn replied_at(seq: u64, reply: talk_protocol::Reply) -> SendAnswer {
+    SendAnswer {
+        seq: Some(seq),
+        ..replied(reply)
+    }
+}
+
 /// A successful answer carrying a command's reply.
 fn replied(reply: talk_protocol::Reply) -> SendAnswer {
     SendAnswer {

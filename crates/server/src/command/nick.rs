@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use talk_protocol::{Name, Reply, SendAnswer};
 
-use super::{replied, Error};
+use super::{replied_at, Error};
 use crate::hub::{Hub, Session};
 
 pub(super) const USAGE: &str = "/nick <name>";
@@ -14,8 +14,11 @@ pub(super) async fn run(
     session: &Arc<Session>,
     name: Name,
 ) -> Result<SendAnswer, Error> {
-    hub.rename(session, name.clone()).await?;
-    Ok(replied(Reply::Nick {
-        name: name.as_str().to_owned(),
-    }))
+    let seq = hub.rename(session, name.clone()).await?;
+    Ok(replied_at(
+        seq,
+        Reply::Nick {
+            name: name.as_str().to_owned(),
+        },
+    ))
 }

@@ -268,42 +268,51 @@ impl Hub {
             .await
     }
 
-    /// Moves the session to `target`, announcing it in both channels and
-    /// releasing its held polls. Returns false when it was there already.
+    /// Moves the session to `target`, announcing it in both channels, then
+    /// releases its held polls, so that the history they get from the new
+    /// channel already holds the session's own join. Returns false when it
+    /// was there already.
     pub(crate) async fn switch_channel(
         &self,
         session: &Arc<Session>,
         target: ChannelName,
     ) -> Result<bool, Error> {
         let before = session.update(|state| {
-            let before = state.clone();
-            state.channel = target.clone();
-            before
+            state.switching = state.channel != target;
+            state.clone()
         });
-        if before.channel == target {
+        if !before.switching {
             return Ok(false);
         }
         let old = self.channel(&before.channel);
         let new = self.channel(&target);
-        let n_before = old.remove_member(&session.token);
-        let n_after = new.add_member(&session.token);
+        let announced = async {
+            if old.remove_member(&session.token) <= self.settings.presence_limit {
+                let leave = EventKind::Leave {
+                    reason: LeaveReason::Exit,
+                };
+                self.publish(&old, &before.name, before.color, leave, None)
+                    .await?;
+            }
+            if new.add_member(&session.token) <= self.settings.presence_limit {
+                self.publish(&new, &before.name, before.color, EventKind::Join, None)
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        // The move stands even if an announcement failed: membership moved.
+        session.update(|state| {
+            state.channel = target;
+            state.switching = false;
+        });
         session.wake.notify_waiters();
-        if n_before <= self.settings.presence_limit {
-            let leave = EventKind::Leave {
-                reason: LeaveReason::Exit,
-            };
-            self.publish(&old, &before.name, before.color, leave, None)
-                .await?;
-        }
-        if n_after <= self.settings.presence_limit {
-            self.publish(&new, &before.name, before.color, EventKind::Join, None)
-                .await?;
-        }
-        Ok(true)
+        announced.map(|()| true)
     }
 
-    /// Renames the session, if nobody else online has the name.
-    pub(crate) async fn rename(&self, session: &Arc<Session>, name: Name) -> Result<(), Error> {
+    /// Renames the session, if nobody else online has the name; returns the
+    /// position of the `nick` event.
+    pub(crate) async fn rename(&self, session: &Arc<Session>, name: Name) -> Result<u64, Error> {
         let before = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             if let Some(owner) = sessions.by_name.get(&name.key()) {
@@ -323,21 +332,24 @@ impl Hub {
         let kind = EventKind::Nick {
             to: name.as_str().to_owned(),
         };
-        self.publish(&channel, &before, state.color, kind, None)
+        let (seq, _) = self
+            .publish(&channel, &before, state.color, kind, None)
             .await?;
-        Ok(())
+        Ok(seq)
     }
 
-    /// Changes the session's color and announces it.
-    pub(crate) async fn recolor(&self, session: &Arc<Session>, color: Color) -> Result<(), Error> {
+    /// Changes the session's color and announces it; returns the position
+    /// of the `color` event.
+    pub(crate) async fn recolor(&self, session: &Arc<Session>, color: Color) -> Result<u64, Error> {
         let state = session.update(|state| {
             state.color = color;
             state.clone()
         });
         let channel = self.channel(&state.channel);
-        self.publish(&channel, &state.name, color, EventKind::Color, None)
+        let (seq, _) = self
+            .publish(&channel, &state.name, color, EventKind::Color, None)
             .await?;
-        Ok(())
+        Ok(seq)
     }
 
     /// The channels with people in them, largest first.
@@ -415,15 +427,26 @@ impl Hub {
                 (Some(asked), Some(cursor)) if *asked == state.channel => cursor,
                 _ => return Ok(channel.history(Reset::Switch, history_len)),
             };
-            if let Lookup::Answer(body) = channel.lookup(cursor, history_len) {
-                return Ok(body);
+            // While a switch is announced, the old channel's events (the
+            // session's own leave) must not answer the poll: the switch
+            // wakes it when it is done.
+            if !state.switching {
+                if let Lookup::Answer(body) = channel.lookup(cursor, history_len) {
+                    return Ok(body);
+                }
             }
             if self.shutting_down.is_cancelled() {
                 return Ok(channel.empty_answer(cursor, true));
             }
+            let channel_changed = async {
+                if state.switching {
+                    std::future::pending::<()>().await;
+                }
+                let _ = new_events.changed().await;
+            };
             tokio::select! {
                 _ = self.shutting_down.cancelled() => {}
-                _ = new_events.changed() => {}
+                _ = channel_changed => {}
                 _ = &mut session_changed => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(channel.empty_answer(cursor, false)),
             }

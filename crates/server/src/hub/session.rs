@@ -24,6 +24,9 @@ pub(crate) struct SessionState {
     pub(crate) name: Name,
     pub(crate) color: Color,
     pub(crate) channel: ChannelName,
+    /// Set while a channel switch is being announced: held polls wait for
+    /// the switch instead of answering with the old channel's last events.
+    pub(crate) switching: bool,
     /// Polls held right now; a session with one is online whatever its age.
     pub(crate) active_polls: u32,
     /// When the session last had a poll or request.
@@ -39,6 +42,7 @@ impl Session {
                 name,
                 color,
                 channel,
+                switching: false,
                 active_polls: 0,
                 last_seen: Instant::now(),
                 ended: false,

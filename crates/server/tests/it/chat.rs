@@ -126,18 +126,12 @@ async fn nick_and_color_change_and_are_announced() {
     let server = TestServer::start().await;
     let mut ada = server.person("ada").await;
     let mut bob = server.person("bob").await;
-    assert_eq!(
-        ada.say("/nick Ada_L").await.reply,
-        Some(Reply::Nick {
-            name: "Ada_L".into()
-        })
-    );
-    assert_eq!(
-        ada.say("/color #66CCFF").await.reply,
-        Some(Reply::Color {
-            color: "66ccff".into()
-        })
-    );
+    let nick = ada.say("/nick Ada_L").await;
+    let name = "Ada_L".to_owned();
+    assert_eq!(nick.reply, Some(Reply::Nick { name }));
+    let color = ada.say("/color #66CCFF").await;
+    let expected = "66ccff".to_owned();
+    assert_eq!(color.reply, Some(Reply::Color { color: expected }));
     ada.say("still me").await;
     let events = bob.poll(1000).await.events;
     let kinds: Vec<(&str, &EventKind, &str)> = events
@@ -151,6 +145,11 @@ async fn nick_and_color_change_and_are_announced() {
         ("Ada_L", &EventKind::Color, "66ccff")
     );
     assert_eq!((kinds[2].0, kinds[2].2), ("Ada_L", "66ccff"));
+    // The answers say where their events are, so a client can order the two.
+    assert_eq!(
+        (nick.seq, color.seq),
+        (Some(events[0].seq), Some(events[1].seq))
+    );
     // The old name is free again; the new one is not.
     let cy = server.api.start(Some("ada"), None, None).await.unwrap();
     assert_eq!(cy.name, "ada");

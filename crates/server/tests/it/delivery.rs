@@ -106,6 +106,12 @@ async fn switching_channel_releases_the_held_poll() {
         (answer.channel.as_str(), answer.reset),
         ("games", Some(Reset::Switch))
     );
+    // The new channel's history already holds the session's own join.
+    let joined = answer
+        .events
+        .iter()
+        .any(|event| event.from == "ada" && event.kind == talk_client::protocol::EventKind::Join);
+    assert!(joined, "{:?}", answer.events);
 }
 
 #[tokio::test]
