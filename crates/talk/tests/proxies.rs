@@ -47,18 +47,29 @@ fn find(program: &str) -> Option<PathBuf> {
 fn required(program: &str) -> Option<PathBuf> {
     let found = find(program);
     if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "{program} is required in CI but is not installed");
-        eprintln!("SKIPPED proxy test: {program} is not installed (apt-get install nginx-light apache2)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is required in CI but is not installed"
+        );
+        eprintln!(
+            "SKIPPED proxy test: {program} is not installed (apt-get install nginx-light apache2)"
+        );
     }
     found
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn docs_snippet(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/proxies").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/proxies")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -69,7 +80,10 @@ fn wait_for_port(port: u16, proxy: &mut Child) {
         if let Some(status) = proxy.try_wait().unwrap() {
             panic!("the proxy exited at start: {status}");
         }
-        assert!(Instant::now() < deadline, "the proxy never listened on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never listened on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -91,7 +105,10 @@ fn chat_through(proxy_url: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let api = Api::new(proxy_url);
-        let ada = api.start(Some("ada"), None, None).await.expect("start through the proxy");
+        let ada = api
+            .start(Some("ada"), None, None)
+            .await
+            .expect("start through the proxy");
         let bob = api.start(Some("bob"), None, None).await.unwrap();
         let poll = |token: &str, channel: Option<String>, cursor| PollRequest {
             token: token.to_owned(),
@@ -104,9 +121,13 @@ fn chat_through(proxy_url: &str) {
             .poll(&poll(&ada.token, Some(first.channel), Some(first.cursor)))
             .await
             .unwrap(); // bob's join
-        // A poll held for the whole poll timeout comes back empty, not as a proxy error.
+                       // A poll held for the whole poll timeout comes back empty, not as a proxy error.
         let idle = api
-            .poll(&poll(&ada.token, Some(first.channel.clone()), Some(first.cursor.clone())))
+            .poll(&poll(
+                &ada.token,
+                Some(first.channel.clone()),
+                Some(first.cursor.clone()),
+            ))
             .await
             .expect("an idle poll passes the proxy");
         assert!(idle.events.is_empty());
@@ -117,8 +138,14 @@ fn chat_through(proxy_url: &str) {
             tokio::spawn(async move { api.poll(&request).await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
-        api.send(&bob.token, "b1", "through the proxy").await.unwrap();
-        let answer = tokio::time::timeout(Duration::from_secs(10), held).await.unwrap().unwrap().unwrap();
+        api.send(&bob.token, "b1", "through the proxy")
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), held)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let texts: Vec<&str> = answer
             .events
             .iter()
@@ -149,13 +176,20 @@ fn chat_through(proxy_url: &str) {
 
 #[test]
 fn nginx_with_the_documented_location_block() {
-    let Some(nginx) = required("nginx") else { return };
+    let Some(nginx) = required("nginx") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start("127.0.0.1:0", &dir.path().join("data"), &["--poll-timeout", "2"]);
+    let server = ServerProcess::start(
+        "127.0.0.1:0",
+        &dir.path().join("data"),
+        &["--poll-timeout", "2"],
+    );
     let www = dir.path().join("www");
     client_files(&www);
     let port = free_port();
-    let location = docs_snippet("nginx.conf").replace("127.0.0.1:8000", &server.address.to_string());
+    let location =
+        docs_snippet("nginx.conf").replace("127.0.0.1:8000", &server.address.to_string());
     let prefix = dir.path().display();
     let config = format!(
         "daemon off;\nuser root;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n\
@@ -183,10 +217,16 @@ fn nginx_with_the_documented_location_block() {
 
 #[test]
 fn apache_with_the_seeds_two_proxypass_lines() {
-    let Some(apache) = required("apache2") else { return };
+    let Some(apache) = required("apache2") else {
+        return;
+    };
     let modules = Path::new("/usr/lib/apache2/modules");
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start("127.0.0.1:0", &dir.path().join("data"), &["--poll-timeout", "2"]);
+    let server = ServerProcess::start(
+        "127.0.0.1:0",
+        &dir.path().join("data"),
+        &["--poll-timeout", "2"],
+    );
     let www = dir.path().join("www");
     client_files(&www);
     let port = free_port();
@@ -194,7 +234,8 @@ fn apache_with_the_seeds_two_proxypass_lines() {
         .replace("localhost:8000", &server.address.to_string())
         .replace("*:80", &format!("127.0.0.1:{port}"));
     let root = dir.path().display();
-    let load = |module: &str, file: &str| format!("LoadModule {module} {}/{file}\n", modules.display());
+    let load =
+        |module: &str, file: &str| format!("LoadModule {module} {}/{file}\n", modules.display());
     let config = [
         format!("ServerRoot {root}\nServerName localhost\nListen 127.0.0.1:{port}\nPidFile {root}/httpd.pid\n"),
         format!("ErrorLog {root}/error.log\nLogLevel warn\nDocumentRoot {}\n", www.display()),
