@@ -41,9 +41,11 @@ def fanout_table(runs, interval_ms):
     rows = defaultdict(list)
     for run in runs:
         if run["scenario"] == "fanout" and run["config"]["interval_ms"] == interval_ms:
-            rows[run["config"]["pollers"]].append(run["result"])
-    print("| pollers | runs | p50 ms | p90 ms | p99 ms | max ms | delivered / expected | missing | dup | out of order | server CPU % | server RSS MiB | bench CPU % |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            result = dict(run["result"])
+            result["load"] = (run.get("load_average") or {}).get("before")
+            rows[run["config"]["pollers"]].append(result)
+    print("| pollers | runs | p50 ms | p90 ms | p99 ms | max ms | best p99 ms | delivered / expected | missing | dup | out of order | server CPU % | server RSS MiB | bench CPU % | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pollers in sorted(rows):
         results = rows[pollers]
         lat = lambda key: median([r["latency"][key] for r in results])
@@ -51,10 +53,11 @@ def fanout_table(runs, interval_ms):
         delivered = sum(r["deliveries"] for r in results)
         expected = sum(r["expected_deliveries"] for r in results)
         rss = median([server(r["usage"], "rss_kib") for r in results])
-        print(f"| {pollers:,} | {len(results)} | {fmt(lat('p50_ms'))} | {fmt(lat('p90_ms'))} | {fmt(lat('p99_ms'))} | {fmt(lat('max_ms'))} "
+        best = min(r["latency"]["p99_ms"] for r in results)
+        print(f"| {pollers:,} | {len(results)} | {fmt(lat('p50_ms'))} | {fmt(lat('p90_ms'))} | {fmt(lat('p99_ms'))} | {fmt(lat('max_ms'))} | {fmt(best)} "
               f"| {delivered:,} / {expected:,} | {comp('missing')} | {comp('duplicates')} | {comp('out_of_order')} "
               f"| {fmt(median([server(r['usage'], 'cpu_percent') for r in results]))} "
-              f"| {fmt(rss / 1024 if rss else None)} | {fmt(median([r['usage']['bench']['cpu_percent'] for r in results]))} |")
+              f"| {fmt(rss / 1024 if rss else None)} | {fmt(median([r['usage']['bench']['cpu_percent'] for r in results]))} | {fmt(median([r['load'] for r in results]), 2)} |")
 
 
 def capacity_table(runs):

@@ -69,7 +69,7 @@ struct TargetArgs {
     #[arg(long)]
     no_leave: bool,
     /// Seconds to wait for the last deliveries after the last send.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 30.0)]
     drain_secs: f64,
 }
 

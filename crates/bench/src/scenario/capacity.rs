@@ -25,6 +25,9 @@ pub struct CapacityConfig {
 
 #[derive(Debug, Serialize)]
 struct CapacityResult {
+    /// Errors while the pollers were starting, by kind.
+    ramp_errors: BTreeMap<String, u64>,
+    ramp_error_samples: Vec<String>,
     pollers: usize,
     ready: usize,
     failed_to_start: usize,
@@ -66,7 +69,7 @@ pub(super) async fn run(
     let ramp_secs = ramp_began.elapsed().as_secs_f64();
     let ramp = ramp_meter.end(target);
     // The ramp's answers are counted apart from the hold's.
-    let _ = fleet.collect(&[], Duration::ZERO).await?;
+    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
     let hold_meter = PhaseMeter::begin(target, ticks, &fleet.worker_pids());
     let hold_began = Instant::now();
     tokio::time::sleep(config.hold).await;
@@ -89,6 +92,8 @@ pub(super) async fn run(
         && report.error_count() == 0
         && completeness.is_clean();
     let result = CapacityResult {
+        ramp_errors: ramp_report.errors.clone(),
+        ramp_error_samples: ramp_report.error_samples.clone(),
         pollers: config.pollers,
         ready: report.ready,
         failed_to_start: config.pollers - report.ready.min(config.pollers),
@@ -154,6 +159,12 @@ fn summarize(config: &CapacityConfig, result: &CapacityResult) -> String {
     );
     for sample in &result.error_samples {
         let _ = writeln!(text, "  error: {sample}");
+    }
+    if !result.ramp_errors.is_empty() {
+        let _ = writeln!(text, "  errors while starting: {:?}", result.ramp_errors);
+        for sample in &result.ramp_error_samples {
+            let _ = writeln!(text, "  start error: {sample}");
+        }
     }
     let _ = write!(
         text,

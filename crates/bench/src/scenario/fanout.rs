@@ -30,6 +30,9 @@ pub struct FanoutConfig {
 
 #[derive(Debug, Serialize)]
 struct FanoutResult {
+    /// Errors while the pollers were starting, by kind.
+    ramp_errors: BTreeMap<String, u64>,
+    ramp_error_samples: Vec<String>,
     pollers: usize,
     ready: usize,
     sends: SendStats,
@@ -74,7 +77,7 @@ pub(super) async fn run(
     };
     // Let the last first polls settle into held polls.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = fleet.collect(&[], Duration::ZERO).await?;
+    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
     let meter = PhaseMeter::begin(
         target,
         crate::process::ticks_per_second(),
@@ -97,6 +100,8 @@ pub(super) async fn run(
         && report.error_count() == 0
         && completeness.is_clean();
     let result = FanoutResult {
+        ramp_errors: ramp_report.errors.clone(),
+        ramp_error_samples: ramp_report.error_samples.clone(),
         pollers: config.pollers,
         ready: report.ready,
         expected_deliveries,
@@ -152,6 +157,12 @@ pub(super) async fn run(
         .chain(&result.sends.error_samples)
     {
         let _ = writeln!(summary, "  error: {sample}");
+    }
+    if !result.ramp_errors.is_empty() {
+        let _ = writeln!(summary, "  errors while starting: {:?}", result.ramp_errors);
+        for sample in &result.ramp_error_samples {
+            let _ = writeln!(summary, "  start error: {sample}");
+        }
     }
     let _ = write!(
         summary,

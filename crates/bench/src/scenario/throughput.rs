@@ -50,6 +50,9 @@ struct StepResult {
 
 #[derive(Debug, Serialize)]
 struct ThroughputResult {
+    /// Errors while the pollers were starting, by kind.
+    ramp_errors: BTreeMap<String, u64>,
+    ramp_error_samples: Vec<String>,
     pollers: usize,
     ready: usize,
     steps: Vec<StepResult>,
@@ -102,7 +105,7 @@ pub(super) async fn run(
         }
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = fleet.collect(&[], Duration::ZERO).await?;
+    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
     let ticks = crate::process::ticks_per_second();
     let mut steps = Vec::new();
     let mut error_samples = Vec::new();
@@ -152,6 +155,8 @@ pub(super) async fn run(
     let best = steps.iter().rev().find(|step| step.passed);
     let clean = ready == pollers && steps.first().is_some_and(|step| step.passed);
     let result = ThroughputResult {
+        ramp_errors: ramp_report.errors.clone(),
+        ramp_error_samples: ramp_report.error_samples.clone(),
         pollers,
         ready,
         best_rate: best.map(|step| step.rate),
@@ -192,6 +197,12 @@ pub(super) async fn run(
     }
     for sample in &result.error_samples {
         let _ = writeln!(summary, "  error: {sample}");
+    }
+    if !result.ramp_errors.is_empty() {
+        let _ = writeln!(summary, "  errors while starting: {:?}", result.ramp_errors);
+        for sample in &result.ramp_error_samples {
+            let _ = writeln!(summary, "  start error: {sample}");
+        }
     }
     let _ = write!(
         summary,
