@@ -11,12 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 TALK=${TALK:-target/release/talk}
+# The server binary, when it is not the bench binary (to compare builds).
+SERVER_TALK=${SERVER_TALK:-$TALK}
 RESULTS=${RESULTS:-bench-results.jsonl}
 SERVER_FLAGS=${SERVER_FLAGS:---session-rate 0 --send-rate 0}
 data=$(mktemp -d)
 log=$(mktemp)
 # shellcheck disable=SC2086
-taskset -c 0 "$TALK" serve --listen 127.0.0.1:0 --data "$data" $SERVER_FLAGS >"$log" 2>&1 &
+taskset -c 0 "$SERVER_TALK" serve --listen 127.0.0.1:0 --data "$data" $SERVER_FLAGS >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data" "$log"; }
 trap cleanup EXIT
