@@ -32,5 +32,9 @@ out=$(mktemp)
 status=0
 RUST_LOG=warn taskset -c 1 "$TALK" bench "$@" --url "$url" --server-pid "$server" | tee "$out" || status=$?
 tail -n 1 "$out" >>"$RESULTS"
+# Keep the server's log when it warned about something (accept errors, say).
+if grep -q -E "WARN|ERROR" "$log"; then
+  cp "$log" "${RESULTS%.jsonl}-server-$(date +%s).log"
+fi
 rm -f "$out"
 exit $status

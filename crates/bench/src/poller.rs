@@ -220,6 +220,13 @@ pub(crate) async fn run_poller(
         let is_first = request.cursor.is_none();
         match outcome {
             Ok(answer) => {
+                if is_first && Instant::now() > plan.start_deadline {
+                    // Too late: the run has moved on without this poller, and
+                    // it would be blamed for messages sent before it joined.
+                    state.lock().expect("poller state lock").alive = false;
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 take_answer(&shared, &state, &answer, is_first);
                 request.channel = Some(answer.channel);
                 request.cursor = Some(answer.cursor);
