@@ -38,6 +38,9 @@ struct FanoutResult {
     sends: SendStats,
     expected_deliveries: u64,
     deliveries: u64,
+    /// Poll answers received while sending: fewer than deliveries when
+    /// answers carry several events.
+    answers: u64,
     latency: LatencySummary,
     completeness: Completeness,
     errors: BTreeMap<String, u64>,
@@ -106,6 +109,7 @@ pub(super) async fn run(
         ready: report.ready,
         expected_deliveries,
         deliveries: report.deliveries,
+        answers: report.polls,
         latency: LatencySummary::of(&report.latency),
         completeness,
         errors: report.errors.clone(),
@@ -134,8 +138,8 @@ pub(super) async fn run(
     );
     let _ = writeln!(
         summary,
-        "  deliveries {} of {}: {}",
-        result.deliveries, result.expected_deliveries, result.latency
+        "  deliveries {} of {} in {} answers: {}",
+        result.deliveries, result.expected_deliveries, result.answers, result.latency
     );
     let _ = writeln!(summary, "  {}", result.completeness);
     let _ = writeln!(summary, "  poll errors {:?}", result.errors);

@@ -38,6 +38,8 @@ struct StepResult {
     rate: f64,
     sends: SendStats,
     deliveries: u64,
+    /// Poll answers in the step.
+    answers: u64,
     expected_deliveries: u64,
     deliveries_per_second: f64,
     latency: LatencySummary,
@@ -136,6 +138,7 @@ pub(super) async fn run(
         steps.push(StepResult {
             rate,
             deliveries: report.deliveries,
+            answers: report.polls,
             expected_deliveries,
             deliveries_per_second: report.deliveries as f64 / elapsed,
             latency,
