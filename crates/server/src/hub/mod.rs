@@ -158,6 +158,7 @@ impl Hub {
             return Err(Error::ShuttingDown);
         }
         let token: Arc<str> = new_token().into();
+        let joined = self.channel(&channel);
         let color = color.unwrap_or_else(|| Color::from_hue(fastrand::u16(0..360)));
         let (session, name, name_was_taken) = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -169,14 +170,13 @@ impl Hub {
                 token.clone(),
                 name.clone(),
                 color,
-                channel.clone(),
+                joined.clone(),
             ));
             sessions.by_name.insert(name.key(), token.clone());
             sessions.by_token.insert(token, session.clone());
             self.metrics.sessions.set(sessions.by_token.len() as i64);
             (session, name, name_was_taken)
         };
-        let joined = self.channel(&channel);
         let n_members = joined.add_member(&session.token);
         if n_members <= self.settings.presence_limit {
             self.publish(&joined, &name, color, EventKind::Join, None)
@@ -215,7 +215,7 @@ impl Hub {
             self.metrics.sessions.set(sessions.by_token.len() as i64);
         }
         session.wake.notify_waiters();
-        let channel = self.channel(&state.channel);
+        let channel = state.channel;
         if channel.remove_member(&session.token) <= self.settings.presence_limit {
             self.publish(
                 &channel,
@@ -262,9 +262,9 @@ impl Hub {
         kind: EventKind,
     ) -> Result<(u64, bool), Error> {
         let state = session.snapshot();
-        let channel = self.channel(&state.channel);
+        let channel = &state.channel;
         self.metrics.messages_in.inc();
-        self.publish(&channel, &state.name, state.color, kind, Some(send_id))
+        self.publish(channel, &state.name, state.color, kind, Some(send_id))
             .await
     }
 
@@ -278,13 +278,13 @@ impl Hub {
         target: ChannelName,
     ) -> Result<bool, Error> {
         let before = session.update(|state| {
-            state.switching = state.channel != target;
+            state.switching = state.channel.name != target;
             state.clone()
         });
         if !before.switching {
             return Ok(false);
         }
-        let old = self.channel(&before.channel);
+        let old = before.channel.clone();
         let new = self.channel(&target);
         let announced = async {
             if old.remove_member(&session.token) <= self.settings.presence_limit {
@@ -303,7 +303,7 @@ impl Hub {
         .await;
         // The move stands even if an announcement failed: membership moved.
         session.update(|state| {
-            state.channel = target;
+            state.channel = new;
             state.switching = false;
         });
         session.wake.notify_waiters();
@@ -328,12 +328,12 @@ impl Hub {
             before
         };
         let state = session.snapshot();
-        let channel = self.channel(&state.channel);
+        let channel = &state.channel;
         let kind = EventKind::Nick {
             to: name.as_str().to_owned(),
         };
         let (seq, _) = self
-            .publish(&channel, &before, state.color, kind, None)
+            .publish(channel, &before, state.color, kind, None)
             .await?;
         Ok(seq)
     }
@@ -345,9 +345,9 @@ impl Hub {
             state.color = color;
             state.clone()
         });
-        let channel = self.channel(&state.channel);
+        let channel = &state.channel;
         let (seq, _) = self
-            .publish(&channel, &state.name, color, EventKind::Color, None)
+            .publish(channel, &state.name, color, EventKind::Color, None)
             .await?;
         Ok(seq)
     }
@@ -375,8 +375,9 @@ impl Hub {
 
     /// The people in the session's channel, by name.
     pub(crate) fn who(&self, session: &Session) -> (ChannelName, Vec<Member>) {
-        let channel_name = session.snapshot().channel;
-        let tokens = self.channel(&channel_name).member_tokens();
+        let channel = session.update(|state| state.channel.clone());
+        let channel_name = channel.name.clone();
+        let tokens = channel.member_tokens();
         let sessions: Vec<Arc<Session>> = {
             let sessions = self.sessions.lock().expect("sessions lock");
             tokens
@@ -416,21 +417,21 @@ impl Hub {
             let session_changed = session.wake.notified();
             tokio::pin!(session_changed);
             session_changed.as_mut().enable();
-            let state = session.snapshot();
-            if state.ended {
+            let (channel, switching, ended) =
+                session.update(|state| (state.channel.clone(), state.switching, state.ended));
+            if ended {
                 return Err(Error::UnknownSession);
             }
-            let channel = self.channel(&state.channel);
             let mut new_events = channel.subscribe();
             let cursor = match (&asked_channel, &cursor) {
                 (_, None) => return Ok(channel.history(Reset::Start, history_len)),
-                (Some(asked), Some(cursor)) if *asked == state.channel => cursor,
+                (Some(asked), Some(cursor)) if *asked == channel.name => cursor,
                 _ => return Ok(channel.history(Reset::Switch, history_len)),
             };
             // While a switch is announced, the old channel's events (the
             // session's own leave) must not answer the poll: the switch
             // wakes it when it is done.
-            if !state.switching {
+            if !switching {
                 if let Lookup::Answer(body) = channel.lookup(cursor, history_len) {
                     return Ok(body);
                 }
@@ -439,7 +440,7 @@ impl Hub {
                 return Ok(channel.empty_answer(cursor, true));
             }
             let channel_changed = async {
-                if state.switching {
+                if switching {
                     std::future::pending::<()>().await;
                 }
                 let _ = new_events.changed().await;

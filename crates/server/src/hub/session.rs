@@ -3,8 +3,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use talk_protocol::{ChannelName, Color, Name};
+use talk_protocol::{Color, Name};
 use tokio::sync::Notify;
+
+use super::channel::Channel;
 
 /// One person online.
 pub(crate) struct Session {
@@ -19,11 +21,13 @@ pub(crate) struct Session {
 }
 
 /// What a session is now.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SessionState {
     pub(crate) name: Name,
     pub(crate) color: Color,
-    pub(crate) channel: ChannelName,
+    /// The channel the session is in, held directly so that a poll does
+    /// not look it up by name.
+    pub(crate) channel: Arc<Channel>,
     /// Set while a channel switch is being announced: held polls wait for
     /// the switch instead of answering with the old channel's last events.
     pub(crate) switching: bool,
@@ -35,7 +39,7 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    pub(crate) fn new(token: Arc<str>, name: Name, color: Color, channel: ChannelName) -> Self {
+    pub(crate) fn new(token: Arc<str>, name: Name, color: Color, channel: Arc<Channel>) -> Self {
         Session {
             token,
             state: Mutex::new(SessionState {
