@@ -73,12 +73,12 @@ pub async fn run(
         limits.clone(),
         config.session_grace,
     ));
-    let app = http::router(http::AppState {
+    let app = http::router(http::AppState::new(http::App {
         hub: hub.clone(),
         config: config.clone(),
         limits,
         metrics: metrics.clone(),
-    });
+    }));
     let connections = listener::serve(listener, app, metrics, config.header_read_timeout, async {
         shutdown.await;
         tracing::info!("shutting down: answering held polls");

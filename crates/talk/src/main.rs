@@ -10,6 +10,12 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: a poll answer allocates and
+/// frees many small buffers, and glibc's malloc took a fifth of the
+/// server's time in a fan-out profile (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Real-time chat over HTTP long-polling.
 #[derive(Debug, Parser)]
 #[command(name = "talk", version, about, long_about = None)]

@@ -5,15 +5,8 @@
 //! A simple request reaches the server whatever its origin, so the
 //! allow-list is enforced here too, not left to the browser.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-
-use super::error::ApiError;
 
 /// The CORS layer for every answer, errors included.
 pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
@@ -34,21 +27,12 @@ pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(24 * 60 * 60))
 }
 
-/// Refuses requests from origins that are not on the allow-list.
-pub(crate) async fn check_origin(
-    State(allow_origins): State<Arc<Vec<String>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !allow_origins.is_empty() {
-        if let Some(origin) = request.headers().get(header::ORIGIN) {
-            let allowed = allow_origins
-                .iter()
-                .any(|allowed| allowed.as_bytes() == origin.as_bytes());
-            if !allowed {
-                return ApiError::OriginNotAllowed.into_response();
-            }
-        }
+/// Whether a request from `origin` may use the chat.
+pub(crate) fn origin_allowed(allow_origins: &[String], origin: Option<&HeaderValue>) -> bool {
+    match origin {
+        Some(origin) if !allow_origins.is_empty() => allow_origins
+            .iter()
+            .any(|allowed| allowed.as_bytes() == origin.as_bytes()),
+        _ => true,
     }
-    next.run(request).await
 }

@@ -35,10 +35,6 @@ pub(crate) enum ApiError {
     Hub(#[from] hub::Error),
 }
 
-/// The code of an error answer, left on the response for the metrics layer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ErrorCode(pub(crate) &'static str);
-
 fn invalid_code(value: &InvalidValue) -> &'static str {
     match value {
         InvalidValue::Channel => "invalid_channel",
@@ -60,6 +56,11 @@ fn hub_status(error: &hub::Error) -> (StatusCode, &'static str) {
 }
 
 impl ApiError {
+    /// The protocol's code for this error.
+    pub(crate) fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -130,7 +131,6 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        response.extensions_mut().insert(ErrorCode(code));
         response
     }
 }

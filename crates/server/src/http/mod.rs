@@ -10,48 +10,78 @@ mod routes;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::compression::CompressionLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use error::{ApiError, ErrorCode};
+use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, so that handing the state to a
+/// handler costs one reference count, not one per field.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<App>);
+
+/// The parts of the server the handlers use.
+pub(crate) struct App {
     pub(crate) hub: Arc<Hub>,
     pub(crate) config: Arc<Config>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
+impl AppState {
+    pub(crate) fn new(app: App) -> Self {
+        AppState(Arc::new(app))
+    }
+
+    /// The answer to an error, counted in the metrics by its code.
+    pub(crate) fn error_answer(&self, error: ApiError) -> Response {
+        self.metrics.error(error.code());
+        error.into_response()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The answer to a chat request: JSON, never stored by caches, never
+/// buffered by proxies, and with its length (`Bytes` bodies are not chunked).
+pub(crate) fn chat_answer(json: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(json.into());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    response
+}
+
+/// Tells nginx not to buffer an answer.
+pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 /// The whole HTTP API.
+///
+/// Deliberately thin on middleware: every layer runs for every poll, and
+/// per-request boxing showed in fan-out profiles. The origin check and the
+/// error count happen where the request is read and the answer made.
 pub(crate) fn router(state: AppState) -> Router {
-    let allow_origins = Arc::new(state.config.allow_origins.clone());
     let chat = Router::new()
         .route("/poll", post(routes::poll::poll))
-        .route("/broadcast", post(routes::broadcast::broadcast))
-        .route_layer(middleware::from_fn_with_state(
-            allow_origins,
-            cors::check_origin,
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::HeaderName::from_static("x-accel-buffering"),
-            HeaderValue::from_static("no"),
-        ));
+        .route("/broadcast", post(routes::broadcast::broadcast));
     let assets = Router::new()
         .route("/", get(routes::assets::home))
         .route("/{name}", get(routes::assets::asset))
@@ -63,25 +93,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(chat)
         .merge(ops)
         .merge(assets)
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            count_errors,
-        ))
+        .fallback(|State(app): State<AppState>| async move { app.error_answer(ApiError::NotFound) })
+        .method_not_allowed_fallback(|State(app): State<AppState>| async move {
+            app.error_answer(ApiError::MethodNotAllowed)
+        })
         .layer(cors::layer(&state.config.allow_origins))
         .with_state(state)
-}
-
-/// Counts error answers by code.
-async fn count_errors(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
-    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
-        metrics.error(code);
-    }
-    response
 }

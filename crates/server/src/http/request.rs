@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
@@ -16,44 +17,55 @@ use super::AppState;
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let max = state.config.max_body_bytes;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > max) {
-            return Err(ApiError::BodyTooLarge { max });
-        }
-        let bytes = Limited::new(request.into_body(), max)
-            .collect()
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        read_json(request, state)
             .await
-            .map_err(|error| {
-                if error.downcast_ref::<LengthLimitError>().is_some() {
-                    ApiError::BodyTooLarge { max }
-                } else {
-                    ApiError::BadRequest(format!("the request body could not be read: {error}"))
-                }
-            })?
-            .to_bytes();
-        let envelope: talk_protocol::Envelope =
-            talk_protocol::from_json(&bytes).map_err(|error| {
-                ApiError::BadRequest(format!("the body is not a JSON object: {error}"))
-            })?;
-        if let Some(version) = envelope
-            .v
-            .filter(|version| *version != talk_protocol::VERSION)
-        {
-            return Err(ApiError::UnsupportedVersion(version));
-        }
-        talk_protocol::from_json(&bytes)
             .map(JsonBody)
-            .map_err(|error| {
-                ApiError::BadRequest(format!("the request does not fit the protocol: {error}"))
-            })
+            .map_err(|error| state.error_answer(error))
     }
+}
+
+/// Reads a chat request: from an allowed origin, within the size limit,
+/// JSON of the protocol's version.
+async fn read_json<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
+    if !super::cors::origin_allowed(
+        &state.config.allow_origins,
+        request.headers().get(header::ORIGIN),
+    ) {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    let max = state.config.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(ApiError::BodyTooLarge { max });
+    }
+    let bytes = Limited::new(request.into_body(), max)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::BodyTooLarge { max }
+            } else {
+                ApiError::BadRequest(format!("the request body could not be read: {error}"))
+            }
+        })?
+        .to_bytes();
+    let envelope: talk_protocol::Envelope = talk_protocol::from_json(&bytes)
+        .map_err(|error| ApiError::BadRequest(format!("the body is not a JSON object: {error}")))?;
+    if let Some(version) = envelope
+        .v
+        .filter(|version| *version != talk_protocol::VERSION)
+    {
+        return Err(ApiError::UnsupportedVersion(version));
+    }
+    talk_protocol::from_json(&bytes).map_err(|error| {
+        ApiError::BadRequest(format!("the request does not fit the protocol: {error}"))
+    })
 }
 
 /// The client's address: from the trusted proxy's header when one is
@@ -61,9 +73,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 pub(crate) struct ClientIp(pub(crate) IpAddr);
 
 impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
         Ok(ClientIp(client_ip(
             &parts.headers,

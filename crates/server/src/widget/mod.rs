@@ -8,6 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -50,11 +51,25 @@ pub fn asset(name: &str) -> Option<&'static Asset> {
 }
 
 impl Asset {
-    /// A strong ETag for the asset's bytes, the same on every run of one build.
-    pub fn etag(&self) -> String {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.body.hash(&mut hasher);
-        format!("\"{:016x}\"", hasher.finish())
+    /// A strong ETag for the asset's bytes, the same on every run of one
+    /// build; computed once per asset.
+    pub fn etag(&self) -> &'static str {
+        static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+        let etags = ETAGS.get_or_init(|| {
+            ASSETS
+                .iter()
+                .map(|asset| {
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    asset.body.hash(&mut hasher);
+                    format!("\"{:016x}\"", hasher.finish())
+                })
+                .collect()
+        });
+        let index = ASSETS
+            .iter()
+            .position(|asset| std::ptr::eq(asset, self))
+            .expect("assets are the ones in ASSETS");
+        &etags[index]
     }
 }
 

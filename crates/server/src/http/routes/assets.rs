@@ -1,23 +1,24 @@
 //! The browser client's files, with ETags so browsers revalidate cheaply.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::http::error::ApiError;
+use crate::http::AppState;
 use crate::widget;
 
 pub(crate) async fn asset(
+    State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let asset = widget::asset(&name).ok_or(ApiError::NotFound)?;
+) -> Response {
+    let Some(asset) = widget::asset(&name) else {
+        return app.error_answer(ApiError::NotFound);
+    };
     let etag = asset.etag();
     let cache_headers = [
-        (
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("an etag is a valid header"),
-        ),
+        (header::ETAG, HeaderValue::from_static(etag)),
         (
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
@@ -32,13 +33,13 @@ pub(crate) async fn asset(
                 .any(|tag| tag.trim() == etag || tag.trim() == "*")
         });
     if matches {
-        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+        return (StatusCode::NOT_MODIFIED, cache_headers).into_response();
     }
     let content_type = [(
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     )];
-    Ok((content_type, cache_headers, asset.body).into_response())
+    (content_type, cache_headers, asset.body).into_response()
 }
 
 pub(crate) async fn home() -> Redirect {

@@ -1,8 +1,9 @@
 //! `POST /broadcast`: start a session, send a message or command, leave.
 
+use std::net::IpAddr;
+
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use talk_protocol::{
     BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
 };
@@ -10,13 +11,24 @@ use talk_protocol::{
 use crate::command;
 use crate::http::error::ApiError;
 use crate::http::request::{ClientIp, JsonBody};
-use crate::http::AppState;
+use crate::http::{chat_answer, AppState};
 
 pub(crate) async fn broadcast(
     State(app): State<AppState>,
     ClientIp(address): ClientIp,
     JsonBody(request): JsonBody<BroadcastRequest>,
-) -> Result<Response, ApiError> {
+) -> Response {
+    match answer(&app, address, request).await {
+        Ok(json) => chat_answer(json),
+        Err(error) => app.error_answer(error),
+    }
+}
+
+async fn answer(
+    app: &AppState,
+    address: IpAddr,
+    request: BroadcastRequest,
+) -> Result<Vec<u8>, ApiError> {
     match request {
         BroadcastRequest::Start {
             name,
@@ -49,7 +61,7 @@ pub(crate) async fn broadcast(
                 poll_timeout_ms: app.config.poll_timeout.as_millis() as u64,
                 notice,
             };
-            Ok(Json(answer).into_response())
+            Ok(talk_protocol::to_json(&answer))
         }
         BroadcastRequest::Send { token, id, text } => {
             let session = app.hub.session(&token)?;
@@ -60,7 +72,7 @@ pub(crate) async fn broadcast(
             let answer =
                 command::execute(&app.hub, &session, &id, &text, app.config.max_message_chars)
                     .await?;
-            Ok(Json(answer).into_response())
+            Ok(talk_protocol::to_json(&answer))
         }
         BroadcastRequest::Leave { token } => {
             let session = app.hub.session(&token)?;
@@ -71,7 +83,7 @@ pub(crate) async fn broadcast(
                 duplicate: false,
                 reply: None,
             };
-            Ok(Json(answer).into_response())
+            Ok(talk_protocol::to_json(&answer))
         }
     }
 }

@@ -3,18 +3,24 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use talk_protocol::{ChannelName, PollRequest};
 
 use crate::http::error::ApiError;
 use crate::http::request::JsonBody;
-use crate::http::AppState;
+use crate::http::{chat_answer, AppState};
 
 pub(crate) async fn poll(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<PollRequest>,
-) -> Result<Response, ApiError> {
+) -> Response {
+    match answer(&app, request).await {
+        Ok(answer) => answer,
+        Err(error) => app.error_answer(error),
+    }
+}
+
+async fn answer(app: &AppState, request: PollRequest) -> Result<Response, ApiError> {
     let session = app.hub.session(&request.token)?;
     let channel = request
         .channel
@@ -38,14 +44,7 @@ pub(crate) async fn poll(
     metrics
         .poll_hold_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.json,
-    )
-        .into_response())
+    Ok(chat_answer(body.json))
 }
 
 /// How long to hold a poll: what the client asked for, capped by the poll
