@@ -6,4 +6,5 @@ mod bad_input;
 mod chat;
 mod cors;
 mod delivery;
+mod ops;
 mod support;
