@@ -19,7 +19,12 @@ fn every_rust_file_says_what_it_owns() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     rust_files(&crates, &mut files);
-    assert!(files.len() > 20, "found only {} files under {}", files.len(), crates.display());
+    assert!(
+        files.len() > 20,
+        "found only {} files under {}",
+        files.len(),
+        crates.display()
+    );
     let undocumented: Vec<String> = files
         .iter()
         .filter(|path| {
@@ -28,5 +33,8 @@ fn every_rust_file_says_what_it_owns() {
         })
         .map(|path| path.strip_prefix(&crates).unwrap().display().to_string())
         .collect();
-    assert!(undocumented.is_empty(), "files without a //! header: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a //! header: {undocumented:?}"
+    );
 }
