@@ -232,6 +232,16 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// The text of a `message` event; `None` for every other type.
+    pub fn message_text(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::Message { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+}
+
 /// What an event says happened, told apart by its `type` field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

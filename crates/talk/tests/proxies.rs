@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::ServerProcess;
-use talk_client::protocol::{EventKind, PollRequest};
+use talk_client::protocol::PollRequest;
 use talk_client::Api;
 
 /// A proxy's master process; stopped with its workers when dropped.
@@ -99,6 +99,16 @@ fn client_files(www: &Path) {
     assert!(status.success());
 }
 
+/// Starts the chat server (with a short poll timeout, so that idle polls
+/// end within the test) and writes the client files for the proxy to serve;
+/// returns the server, the files' folder and a free port for the proxy.
+fn backend(dir: &Path) -> (ServerProcess, PathBuf, u16) {
+    let server = ServerProcess::start("127.0.0.1:0", &dir.join("data"), &["--poll-timeout", "2"]);
+    let www = dir.join("www");
+    client_files(&www);
+    (server, www, free_port())
+}
+
 /// Chats through the proxy at `proxy_url`: a held poll that times out, a
 /// message that wakes a held poll, and the page served by the proxy itself.
 fn chat_through(proxy_url: &str) {
@@ -149,10 +159,7 @@ fn chat_through(proxy_url: &str) {
         let texts: Vec<&str> = answer
             .events
             .iter()
-            .filter_map(|event| match &event.kind {
-                EventKind::Message { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
+            .filter_map(|event| event.message_text())
             .collect();
         assert_eq!(texts, ["through the proxy"]);
 
@@ -180,14 +187,7 @@ fn nginx_with_the_documented_location_block() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        "127.0.0.1:0",
-        &dir.path().join("data"),
-        &["--poll-timeout", "2"],
-    );
-    let www = dir.path().join("www");
-    client_files(&www);
-    let port = free_port();
+    let (server, www, port) = backend(dir.path());
     let location =
         docs_snippet("nginx.conf").replace("127.0.0.1:8000", &server.address.to_string());
     let prefix = dir.path().display();
@@ -222,14 +222,7 @@ fn apache_with_the_seeds_two_proxypass_lines() {
     };
     let modules = Path::new("/usr/lib/apache2/modules");
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        "127.0.0.1:0",
-        &dir.path().join("data"),
-        &["--poll-timeout", "2"],
-    );
-    let www = dir.path().join("www");
-    client_files(&www);
-    let port = free_port();
+    let (server, www, port) = backend(dir.path());
     let virtual_host = docs_snippet("apache.conf")
         .replace("localhost:8000", &server.address.to_string())
         .replace("*:80", &format!("127.0.0.1:{port}"));

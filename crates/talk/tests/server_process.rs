@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::ServerProcess;
-use talk_client::protocol::{EventKind, PollRequest};
+use talk_client::protocol::{Event, PollRequest};
 use talk_client::Api;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -119,13 +119,11 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
     });
 }
 
-fn texts(events: &[talk_client::protocol::Event]) -> Vec<String> {
+fn texts(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::Message { text, .. } => Some(text.clone()),
-            _ => None,
-        })
+        .filter_map(Event::message_text)
+        .map(str::to_owned)
         .collect()
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use talk_client::protocol::{Cursor, Event, EventKind, PollAnswer, PollRequest, StartAnswer};
+use talk_client::protocol::{Cursor, Event, PollAnswer, PollRequest, StartAnswer};
 use talk_client::Api;
 use talk_server::Config;
 use tokio::sync::oneshot;
@@ -162,10 +162,8 @@ impl Person {
 pub(crate) fn message_texts(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::Message { text, .. } => Some(text.clone()),
-            _ => None,
-        })
+        .filter_map(Event::message_text)
+        .map(str::to_owned)
         .collect()
 }
 
