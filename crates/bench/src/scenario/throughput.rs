@@ -123,12 +123,15 @@ pub(super) async fn run(
         ready = report.ready;
         let completeness = Completeness::of(&report);
         let latency = LatencySummary::of(&report.latency);
-        // Every poller of a channel gets every message of that channel.
-        let expected_deliveries = sends.acked * config.pollers_per_channel as u64;
+        // Every poller of a channel gets every message of that channel; the
+        // channels get equal shares. Pollers that never started (see
+        // `ready`) are left out, so this is exact only when all started.
+        let expected_deliveries = sends.acked * report.ready as u64 / config.channels as u64;
+        // Loss is judged per poller on the server's seqs (`completeness`),
+        // which is exact whatever the number of pollers that started.
         let passed = completeness.is_clean()
             && sends.failed == 0
             && report.error_count() == 0
-            && report.deliveries == expected_deliveries
             && latency.p99_ms <= config.p99_limit.as_secs_f64() * 1000.0;
         for sample in report.error_samples.iter().chain(&sends.error_samples) {
             if error_samples.len() < 5 {
