@@ -72,7 +72,16 @@ fn encoding(c: &mut Criterion) {
 struct LocalServer {
     url: String,
     _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<(), talk_server::Error>>,
+}
+
+impl LocalServer {
+    /// Shuts the server down and waits for it, before its runtime goes away.
+    fn stop(self, runtime: &Runtime) {
+        let _ = self.stop.send(());
+        let _ = runtime.block_on(self.running);
+    }
 }
 
 fn start_server(runtime: &Runtime) -> LocalServer {
@@ -84,18 +93,19 @@ fn start_server(runtime: &Runtime) -> LocalServer {
         ..Config::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let url = runtime.block_on(async {
+    let (url, running) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(talk_server::run(listener, config, async {
+        let running = tokio::spawn(talk_server::run(listener, config, async {
             let _ = stopped.await;
         }));
-        url
+        (url, running)
     });
     LocalServer {
         url,
         _data: data,
-        _stop: stop,
+        stop,
+        running,
     }
 }
 
@@ -183,7 +193,7 @@ fn wake_waiters(c: &mut Criterion) {
                 for _ in 0..iterations {
                     // Every poller parked with the latest cursor, then one send.
                     wait_for(&polled, (sent + 1) * n_waiters);
-                    runtime.block_on(tokio::time::sleep(Duration::from_millis(2)));
+                    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(2)).await });
                     let began = Instant::now();
                     sent += 1;
                     runtime
@@ -197,6 +207,7 @@ fn wake_waiters(c: &mut Criterion) {
         });
     }
     group.finish();
+    server.stop(&runtime);
 }
 
 /// One poll whose cursor is `behind` events before the head of a channel
@@ -258,6 +269,7 @@ fn history_reads(c: &mut Criterion) {
         });
     }
     group.finish();
+    server.stop(&runtime);
 }
 
 criterion_group!(benches, encoding, wake_waiters, history_reads);
