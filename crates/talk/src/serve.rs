@@ -138,8 +138,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener =
-            listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener
             .local_addr()
             .context("reading the listening address")?;
@@ -154,24 +155,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("the server failed")
     })
-}
-
-/// The longest queue of connections waiting to be accepted. The standard
-/// library asks for 128, which overflows when thousands of pollers connect
-/// at once (the kernel caps it at `net.core.somaxconn`, 4096 on most
-/// systems today).
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// Binds the listening socket with a backlog fit for thousands of pollers.
-fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
