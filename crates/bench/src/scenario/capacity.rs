@@ -157,15 +157,12 @@ fn summarize(config: &CapacityConfig, result: &CapacityResult) -> String {
         result.hold_usage.bench.cpu_percent,
         result.hold_usage.bench.rss_kib
     );
-    for sample in &result.error_samples {
-        let _ = writeln!(text, "  error: {sample}");
-    }
-    if !result.ramp_errors.is_empty() {
-        let _ = writeln!(text, "  errors while starting: {:?}", result.ramp_errors);
-        for sample in &result.ramp_error_samples {
-            let _ = writeln!(text, "  start error: {sample}");
-        }
-    }
+    super::write_errors(
+        &mut text,
+        &result.error_samples,
+        &result.ramp_errors,
+        &result.ramp_error_samples,
+    );
     let _ = write!(
         text,
         "  verdict: {}",

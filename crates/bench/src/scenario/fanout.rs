@@ -155,19 +155,15 @@ pub(super) async fn run(
         "  bench: CPU {:.1}%",
         result.usage.bench.cpu_percent
     );
-    for sample in result
-        .error_samples
-        .iter()
-        .chain(&result.sends.error_samples)
-    {
-        let _ = writeln!(summary, "  error: {sample}");
-    }
-    if !result.ramp_errors.is_empty() {
-        let _ = writeln!(summary, "  errors while starting: {:?}", result.ramp_errors);
-        for sample in &result.ramp_error_samples {
-            let _ = writeln!(summary, "  start error: {sample}");
-        }
-    }
+    super::write_errors(
+        &mut summary,
+        result
+            .error_samples
+            .iter()
+            .chain(&result.sends.error_samples),
+        &result.ramp_errors,
+        &result.ramp_error_samples,
+    );
     let _ = write!(
         summary,
         "  verdict: {}",

@@ -324,6 +324,25 @@ impl PhaseMeter {
 }
 
 /// Makes the JSON line of a result.
+/// Writes a run's error samples and the errors of its ramp into a summary.
+fn write_errors<'a>(
+    summary: &mut String,
+    error_samples: impl IntoIterator<Item = &'a String>,
+    ramp_errors: &std::collections::BTreeMap<String, u64>,
+    ramp_error_samples: &[String],
+) {
+    use std::fmt::Write;
+    for sample in error_samples {
+        let _ = writeln!(summary, "  error: {sample}");
+    }
+    if !ramp_errors.is_empty() {
+        let _ = writeln!(summary, "  errors while starting: {ramp_errors:?}");
+        for sample in ramp_error_samples {
+            let _ = writeln!(summary, "  start error: {sample}");
+        }
+    }
+}
+
 fn json_line<T: Serialize>(
     scenario: &str,
     run_id: &str,
