@@ -117,9 +117,15 @@ impl ServeArgs {
     }
 }
 
+/// Logs go to stderr, colored only on a terminal, so that stdout carries
+/// just the line that says where the server listens.
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().init(),
