@@ -12,7 +12,6 @@ use super::{
     probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
     Target,
 };
-use crate::fleet::Fleet;
 use crate::sender::{SendStats, Senders};
 use crate::Error;
 
@@ -70,17 +69,15 @@ pub(super) async fn run(
         senders_per_channel(rate, target.sends_per_session),
     )
     .await?;
-    let fleet = Fleet::launch(target, run_id, &channels, config.pollers, poll_limit).await;
-    let mut fleet = match fleet {
-        Ok(fleet) => fleet,
-        Err(error) => {
-            senders.leave().await;
-            return Err(error);
-        }
-    };
-    // Let the last first polls settle into held polls.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
+    let (mut fleet, ramp_report) = super::launch_pollers(
+        target,
+        run_id,
+        &channels,
+        config.pollers,
+        poll_limit,
+        &senders,
+    )
+    .await?;
     let meter = PhaseMeter::begin(
         target,
         crate::process::ticks_per_second(),

@@ -324,6 +324,30 @@ impl PhaseMeter {
 }
 
 /// Makes the JSON line of a result.
+/// Starts the pollers once the senders are in, and lets their first polls
+/// settle into held polls; returns the fleet and the report of its ramp. If
+/// the pollers cannot start, the senders leave before the error is returned.
+async fn launch_pollers(
+    target: &Target,
+    run_id: &str,
+    channels: &[String],
+    pollers: usize,
+    poll_limit: Duration,
+    senders: &crate::sender::Senders,
+) -> Result<(crate::fleet::Fleet, GroupReport), Error> {
+    let mut fleet =
+        match crate::fleet::Fleet::launch(target, run_id, channels, pollers, poll_limit).await {
+            Ok(fleet) => fleet,
+            Err(error) => {
+                senders.leave().await;
+                return Err(error);
+            }
+        };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
+    Ok((fleet, ramp_report))
+}
+
 /// Writes a run's error samples and the errors of its ramp into a summary.
 fn write_errors<'a>(
     summary: &mut String,

@@ -12,7 +12,6 @@ use super::{
     probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
     Target,
 };
-use crate::fleet::Fleet;
 use crate::sender::{SendStats, Senders};
 use crate::Error;
 
@@ -98,16 +97,8 @@ pub(super) async fn run(
     )
     .await?;
     let pollers = config.channels * config.pollers_per_channel;
-    let fleet = Fleet::launch(target, run_id, &channels, pollers, poll_limit).await;
-    let mut fleet = match fleet {
-        Ok(fleet) => fleet,
-        Err(error) => {
-            senders.leave().await;
-            return Err(error);
-        }
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let ramp_report = fleet.collect(&[], Duration::ZERO).await?;
+    let (mut fleet, ramp_report) =
+        super::launch_pollers(target, run_id, &channels, pollers, poll_limit, &senders).await?;
     let ticks = crate::process::ticks_per_second();
     let mut steps = Vec::new();
     let mut error_samples = Vec::new();
