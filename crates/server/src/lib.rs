@@ -73,17 +73,26 @@ pub async fn run(
         limits.clone(),
         config.session_grace,
     ));
-    let app = http::router(http::AppState::new(http::App {
+    let app = http::AppState::new(http::App {
         hub: hub.clone(),
         config: config.clone(),
         limits,
         metrics: metrics.clone(),
-    }));
-    let connections = listener::serve(listener, app, metrics, config.header_read_timeout, async {
+    });
+    let router = http::router(app.clone());
+    let stop = async {
         shutdown.await;
         tracing::info!("shutting down: answering held polls");
         hub.begin_shutdown();
-    })
+    };
+    let connections = listener::serve(
+        listener,
+        app,
+        router,
+        metrics,
+        config.header_read_timeout,
+        stop,
+    )
     .await;
     if tokio::time::timeout(config.shutdown_grace, connections.shutdown())
         .await

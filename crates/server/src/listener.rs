@@ -1,24 +1,19 @@
-//! Accepting connections and serving HTTP/1.1 on them with hyper.
+//! Accepting connections, and stopping them gracefully.
 //!
 //! The accept loop survives running out of file descriptors: it backs off
 //! instead of spinning, and accepts again once connections close. Each
-//! connection has a deadline for its request headers, so clients that
-//! never finish them cannot hold a socket forever.
+//! accepted connection is served by `http::connection`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tokio_util::sync::CancellationToken;
 
+use crate::http::connection::{self, Connections};
 use crate::metrics::Metrics;
 
 /// How long to wait before accepting again after an accept error.
@@ -30,19 +25,43 @@ pub fn raise_open_files_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
-/// Accepts and serves connections until `stop` resolves; returns the handle
-/// that waits for the open connections to finish.
+/// The open connections, once the server stopped accepting.
+pub(crate) struct Open {
+    graceful: GracefulShutdown,
+    closing: CancellationToken,
+}
+
+impl Open {
+    /// Closes idle connections, lets busy ones finish their answer, and
+    /// resolves when every connection is closed.
+    pub(crate) async fn shutdown(self) {
+        self.closing.cancel();
+        self.graceful.shutdown().await;
+    }
+}
+
+/// Accepts and serves connections until `stop` resolves; returns the open
+/// connections, to close them.
 pub(crate) async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: crate::http::AppState,
+    router: axum::Router,
     metrics: Arc<Metrics>,
     header_read_timeout: Duration,
     stop: impl Future<Output = ()>,
-) -> GracefulShutdown {
+) -> Open {
     let graceful = GracefulShutdown::new();
+    let closing = CancellationToken::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
+    let connections = Arc::new(Connections {
+        app,
+        router,
+        http,
+        header_read_timeout,
+        closing: closing.clone(),
+    });
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -61,24 +80,13 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            app.clone()
-                .map_request(move |mut request: axum::extract::Request<Incoming>| {
-                    request
-                        .extensions_mut()
-                        .insert(ConnectInfo::<SocketAddr>(peer));
-                    request
-                });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
         let open = metrics.open_connection();
+        let watcher = graceful.watcher();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
-            }
+            connection::serve(stream, peer, connections, watcher).await;
         });
     }
-    graceful
+    Open { graceful, closing }
 }

@@ -29,10 +29,78 @@ pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
 
 /// Whether a request from `origin` may use the chat.
 pub(crate) fn origin_allowed(allow_origins: &[String], origin: Option<&HeaderValue>) -> bool {
-    match origin {
-        Some(origin) if !allow_origins.is_empty() => allow_origins
-            .iter()
-            .any(|allowed| allowed.as_bytes() == origin.as_bytes()),
-        _ => true,
+    check_origin(allow_origins, origin.map(HeaderValue::as_bytes)) != OriginCheck::Refused
+}
+
+/// What the allow-list says of a request's `Origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginCheck {
+    /// No allow-list: every origin may use the chat.
+    Any,
+    /// The origin is entry `n` of the allow-list.
+    Listed(usize),
+    /// An allow-list is set and the request has no `Origin` (not a browser's
+    /// cross-origin request): it may use the chat, but gets no CORS grant.
+    NoOrigin,
+    /// The origin is not on the allow-list.
+    Refused,
+}
+
+/// Checks a request's `Origin` against the allow-list.
+pub(crate) fn check_origin(allow_origins: &[String], origin: Option<&[u8]>) -> OriginCheck {
+    if allow_origins.is_empty() {
+        return OriginCheck::Any;
+    }
+    let Some(origin) = origin else {
+        return OriginCheck::NoOrigin;
+    };
+    allow_origins
+        .iter()
+        .position(|allowed| allowed.as_bytes() == origin)
+        .map_or(OriginCheck::Refused, OriginCheck::Listed)
+}
+
+/// Writes the CORS header lines of a chat answer, the same ones the layer
+/// adds to answers made by the router.
+pub(crate) fn write_answer_headers(
+    out: &mut Vec<u8>,
+    allow_origins: &[String],
+    check: OriginCheck,
+) {
+    out.extend_from_slice(b"access-control-expose-headers: retry-after\r\n");
+    match check {
+        OriginCheck::Any => out.extend_from_slice(b"access-control-allow-origin: *\r\n"),
+        OriginCheck::Listed(index) => {
+            out.extend_from_slice(b"vary: origin\r\naccess-control-allow-origin: ");
+            out.extend_from_slice(allow_origins[index].as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        OriginCheck::NoOrigin | OriginCheck::Refused => out.extend_from_slice(b"vary: origin\r\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked_against_the_allow_list() {
+        let list = vec![
+            "https://a.example".to_owned(),
+            "https://b.example".to_owned(),
+        ];
+        let check = |list: &[String], origin: Option<&str>, expected: OriginCheck| {
+            assert_eq!(
+                check_origin(list, origin.map(str::as_bytes)),
+                expected,
+                "{origin:?}"
+            );
+        };
+        check(&[], Some("https://evil.example"), OriginCheck::Any);
+        check(&[], None, OriginCheck::Any);
+        check(&list, Some("https://b.example"), OriginCheck::Listed(1));
+        check(&list, Some("https://B.example"), OriginCheck::Refused);
+        check(&list, Some("https://evil.example"), OriginCheck::Refused);
+        check(&list, None, OriginCheck::NoOrigin);
     }
 }

@@ -101,8 +101,9 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status, JSON body and `Retry-After` seconds of this error's answer.
+    pub(crate) fn answer_parts(&self) -> (StatusCode, Vec<u8>, Option<u64>) {
         let (status, code) = self.status_and_code();
         if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
         {
@@ -116,20 +117,28 @@ impl IntoResponse for ApiError {
                 retry_after_ms: retry_after.map(|wait| wait.as_millis().max(1) as u64),
             },
         };
+        let retry_after_secs =
+            retry_after.map(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+        (status, talk_protocol::to_json(&body), retry_after_secs)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, retry_after_secs) = self.answer_parts();
         let mut response = (
             status,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            talk_protocol::to_json(&body),
+            body,
         )
             .into_response();
-        if let Some(wait) = retry_after {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Some(seconds) = retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

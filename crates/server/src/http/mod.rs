@@ -3,7 +3,9 @@
 //! Only this module and `protocol` know JSON and HTTP; handlers turn
 //! requests into hub calls and hub results into answers.
 
+pub(crate) mod connection;
 mod cors;
+mod date;
 pub(crate) mod error;
 mod request;
 mod routes;

@@ -55,7 +55,12 @@ async fn read_json<T: DeserializeOwned>(request: Request, state: &AppState) -> R
             }
         })?
         .to_bytes();
-    let envelope: talk_protocol::Envelope = talk_protocol::from_json(&bytes)
+    decode_json(&bytes)
+}
+
+/// Decodes a chat request's body: JSON of the protocol's version.
+pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let envelope: talk_protocol::Envelope = talk_protocol::from_json(bytes)
         .map_err(|error| ApiError::BadRequest(format!("the body is not a JSON object: {error}")))?;
     if let Some(version) = envelope
         .v
@@ -63,9 +68,15 @@ async fn read_json<T: DeserializeOwned>(request: Request, state: &AppState) -> R
     {
         return Err(ApiError::UnsupportedVersion(version));
     }
-    talk_protocol::from_json(&bytes).map_err(|error| {
+    talk_protocol::from_json(bytes).map_err(|error| {
         ApiError::BadRequest(format!("the request does not fit the protocol: {error}"))
     })
+}
+
+/// The client's address in a trusted proxy's header: the last one listed.
+pub(crate) fn forwarded_ip(value: &[u8]) -> Option<IpAddr> {
+    let value = std::str::from_utf8(value).ok()?;
+    value.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// The client's address: from the trusted proxy's header when one is
@@ -95,9 +106,7 @@ fn client_ip(
 ) -> IpAddr {
     let from_header = proxy_header
         .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        .and_then(|value| forwarded_ip(value.as_bytes()));
     from_header
         .or_else(|| peer.map(|ConnectInfo(address)| address.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod chat;
+mod connection;
 mod cors;
 mod delivery;
 mod ops;

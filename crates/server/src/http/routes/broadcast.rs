@@ -24,7 +24,8 @@ pub(crate) async fn broadcast(
     }
 }
 
-async fn answer(
+/// Answers one `start`, `send` or `leave` from the client at `address`.
+pub(crate) async fn answer(
     app: &AppState,
     address: IpAddr,
     request: BroadcastRequest,

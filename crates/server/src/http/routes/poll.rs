@@ -9,18 +9,20 @@ use talk_protocol::{ChannelName, PollRequest};
 use crate::http::error::ApiError;
 use crate::http::request::JsonBody;
 use crate::http::{chat_answer, AppState};
+use crate::hub::PollBody;
 
 pub(crate) async fn poll(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<PollRequest>,
 ) -> Response {
     match answer(&app, request).await {
-        Ok(answer) => answer,
+        Ok(body) => chat_answer(body.json),
         Err(error) => app.error_answer(error),
     }
 }
 
-async fn answer(app: &AppState, request: PollRequest) -> Result<Response, ApiError> {
+/// Answers one poll, holding it until there is something to say.
+pub(crate) async fn answer(app: &AppState, request: PollRequest) -> Result<PollBody, ApiError> {
     let session = app.hub.session(&request.token)?;
     let channel = request
         .channel
@@ -44,7 +46,7 @@ async fn answer(app: &AppState, request: PollRequest) -> Result<Response, ApiErr
     metrics
         .poll_hold_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok(chat_answer(body.json))
+    Ok(body)
 }
 
 /// How long to hold a poll: what the client asked for, capped by the poll

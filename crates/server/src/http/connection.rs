@@ -1,0 +1,471 @@
+//! One client connection: chat requests answered directly, everything else
+//! handed to hyper and the router.
+//!
+//! Held polls are nearly all of what a busy server holds, and each costs
+//! what its connection costs. hyper keeps an 8 KiB read buffer per
+//! connection and the router's futures for each request, with no setting to
+//! shrink them. So `POST /poll` and `POST /broadcast` are read here: the head
+//! is parsed by `httparse` from a buffer sized to the request, which is
+//! dropped while a poll is held; the answer goes out in one write. While a
+//! poll is held the socket is watched, so a client that hangs up frees its
+//! poll at once instead of at the poll timeout.
+//!
+//! Anything this module does not serve in full — other paths and methods,
+//! chunked or oversized bodies, `Expect`, upgrades, HTTP/1.0, heads it cannot
+//! parse — goes to hyper with the bytes read so far, and hyper serves the
+//! rest of the connection. The answers are the router's, so both paths
+//! answer alike.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
+use axum::Router;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use hyper_util::service::TowerToHyperService;
+use talk_protocol::{BroadcastRequest, PollRequest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::cors::{self, OriginCheck};
+use super::error::ApiError;
+use super::request::{decode_json, forwarded_ip};
+use super::routes::{broadcast, poll};
+use super::AppState;
+
+/// The most bytes read from the socket at once; the buffer that keeps them
+/// is only as large as what arrived.
+const READ_CHUNK: usize = 4096;
+
+/// A request head longer than this goes to hyper, which has its own limits.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The most headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 32;
+
+/// How many bytes a client may send ahead while its poll is held (a
+/// pipelined request); more, and the connection is closed.
+const MAX_READ_AHEAD: usize = 64 * 1024;
+
+/// What every connection shares.
+pub(crate) struct Connections {
+    pub(crate) app: AppState,
+    /// Serves whatever this module hands over.
+    pub(crate) router: Router,
+    pub(crate) http: http1::Builder,
+    pub(crate) header_read_timeout: Duration,
+    /// Cancelled when the server stops: idle connections close, busy ones
+    /// close after their answer.
+    pub(crate) closing: CancellationToken,
+}
+
+/// The two chat endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChatRoute {
+    Poll,
+    Broadcast,
+}
+
+/// A chat request's head, with what the answer needs to know of it.
+#[derive(Debug)]
+struct ChatHead {
+    route: ChatRoute,
+    head_len: usize,
+    body_len: usize,
+    origin: OriginCheck,
+    forwarded_ip: Option<IpAddr>,
+    /// The client asked to close the connection after this answer.
+    close: bool,
+}
+
+/// What the next request on a connection is.
+#[derive(Debug)]
+enum Head {
+    Chat(ChatHead),
+    /// A request for hyper and the router.
+    Other,
+    /// The client closed the connection between requests.
+    Closed,
+}
+
+/// A chat answer, ready to be written.
+struct Answer {
+    status: StatusCode,
+    json: Bytes,
+    retry_after_secs: Option<u64>,
+}
+
+/// Serves one connection until it closes. `watcher` makes a graceful
+/// shutdown wait for this connection.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    connections: Arc<Connections>,
+    watcher: Watcher,
+) {
+    // Bytes read and not yet used; empty (and unallocated) between requests.
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let head = tokio::select! {
+            _ = connections.closing.cancelled() => return,
+            head = tokio::time::timeout(
+                connections.header_read_timeout,
+                read_head(&stream, &mut pending, &connections),
+            ) => head,
+        };
+        let head = match head {
+            Ok(Ok(Head::Chat(head))) => head,
+            Ok(Ok(Head::Other)) => {
+                return hand_over(stream, pending, peer, &connections, watcher).await
+            }
+            // Closed, failed, or too slow to send its head.
+            Ok(Ok(Head::Closed)) | Ok(Err(_)) | Err(_) => return,
+        };
+        let request_len = head.head_len + head.body_len;
+        while pending.len() < request_len {
+            match read_some(&stream, &mut pending).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let request = decode_request(&head, &pending[head.head_len..request_len]);
+        pending.drain(..request_len);
+        if pending.is_empty() {
+            // A held poll should not keep the buffer of the request it answers.
+            pending = Vec::new();
+        }
+        let app = &connections.app;
+        let client_ip = head.forwarded_ip.unwrap_or(peer.ip());
+        let answer = match request {
+            Err(error) => error_answer(app, error),
+            Ok(ChatRequest::Poll(request)) => {
+                let answer = poll::answer(app, request);
+                match watch_while_held(&stream, &mut pending, answer).await {
+                    Some(Ok(body)) => ok_answer(body.json),
+                    Some(Err(error)) => error_answer(app, error),
+                    // The client hung up: its poll is dropped, and so is it.
+                    None => return,
+                }
+            }
+            Ok(ChatRequest::Broadcast(request)) => {
+                match broadcast::answer(app, client_ip, request).await {
+                    Ok(json) => ok_answer(json.into()),
+                    Err(error) => error_answer(app, error),
+                }
+            }
+        };
+        let close = head.close || connections.closing.is_cancelled();
+        let bytes = encode_answer(&answer, &app.config.allow_origins, head.origin, close);
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Hands the connection to hyper, which reads `pending` first.
+async fn hand_over(
+    stream: TcpStream,
+    pending: Vec<u8>,
+    peer: SocketAddr,
+    connections: &Connections,
+    watcher: Watcher,
+) {
+    let service = connections.router.clone().map_request(
+        move |mut request: axum::extract::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            request
+        },
+    );
+    let io = TokioIo::new(Rewound {
+        read_first: pending,
+        position: 0,
+        stream,
+    });
+    let connection = connections
+        .http
+        .serve_connection(io, TowerToHyperService::new(service));
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// Reads until `pending` holds a whole request head, and says what it is.
+async fn read_head(
+    stream: &TcpStream,
+    pending: &mut Vec<u8>,
+    connections: &Connections,
+) -> io::Result<Head> {
+    loop {
+        if !pending.is_empty() {
+            match parse_head(pending, connections) {
+                Some(head) => return Ok(head),
+                None if pending.len() >= MAX_HEAD_BYTES => return Ok(Head::Other),
+                None => {}
+            }
+        }
+        if read_some(stream, pending).await? == 0 {
+            return Ok(if pending.is_empty() {
+                Head::Closed
+            } else {
+                Head::Other
+            });
+        }
+    }
+}
+
+/// Parses the head in `bytes`: `None` while it is incomplete.
+fn parse_head(bytes: &[u8], connections: &Connections) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Head::Other),
+    };
+    let route = match (request.method, request.path, request.version) {
+        (Some("POST"), Some("/poll"), Some(1)) => ChatRoute::Poll,
+        (Some("POST"), Some("/broadcast"), Some(1)) => ChatRoute::Broadcast,
+        _ => return Some(Head::Other),
+    };
+    let config = &connections.app.config;
+    let mut body_len = None;
+    let mut origin = None;
+    let mut forwarded = None;
+    let mut close = false;
+    for header in request.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|value| value.parse::<usize>().ok());
+            match (body_len, length) {
+                (None, Some(length)) => body_len = Some(length),
+                // Repeated or unreadable: let hyper judge it.
+                _ => return Some(Head::Other),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Some(Head::Other);
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = header
+                .value
+                .split(|byte| *byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = Some(header.value);
+        } else if config
+            .client_ip_header
+            .as_deref()
+            .is_some_and(|proxy_header| name.eq_ignore_ascii_case(proxy_header))
+        {
+            forwarded = forwarded_ip(header.value);
+        }
+    }
+    let body_len = match body_len {
+        Some(length) if length <= config.max_body_bytes => length,
+        // No length (hyper reads an empty body) or too long (hyper answers 413).
+        _ => return Some(Head::Other),
+    };
+    Some(Head::Chat(ChatHead {
+        route,
+        head_len,
+        body_len,
+        origin: cors::check_origin(&config.allow_origins, origin),
+        forwarded_ip: forwarded,
+        close,
+    }))
+}
+
+/// A decoded chat request.
+enum ChatRequest {
+    Poll(PollRequest),
+    Broadcast(BroadcastRequest),
+}
+
+fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError> {
+    if head.origin == OriginCheck::Refused {
+        return Err(ApiError::OriginNotAllowed);
+    }
+    Ok(match head.route {
+        ChatRoute::Poll => ChatRequest::Poll(decode_json(body)?),
+        ChatRoute::Broadcast => ChatRequest::Broadcast(decode_json(body)?),
+    })
+}
+
+/// Appends what the socket has to `pending`; 0 when the client closed it.
+async fn read_some(stream: &TcpStream, pending: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        let mut chunk = [0u8; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Runs `answer` while watching the socket: `None` if the client hangs up
+/// first. Bytes it sends meanwhile (a pipelined request) are kept.
+async fn watch_while_held<T>(
+    stream: &TcpStream,
+    pending: &mut Vec<u8>,
+    answer: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(answer);
+    loop {
+        tokio::select! {
+            biased;
+            answer = &mut answer => return Some(answer),
+            readable = stream.readable() => {
+                readable.ok()?;
+                let mut chunk = [0u8; READ_CHUNK];
+                match stream.try_read(&mut chunk) {
+                    Ok(0) => return None,
+                    Ok(n) if pending.len() + n <= MAX_READ_AHEAD => {
+                        pending.extend_from_slice(&chunk[..n]);
+                    }
+                    Ok(_) => return None,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
+}
+
+fn ok_answer(json: Bytes) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        json,
+        retry_after_secs: None,
+    }
+}
+
+fn error_answer(app: &AppState, error: ApiError) -> Answer {
+    app.metrics.error(error.code());
+    let (status, json, retry_after_secs) = error.answer_parts();
+    Answer {
+        status,
+        json: json.into(),
+        retry_after_secs,
+    }
+}
+
+/// The whole answer, head and body, for one write.
+fn encode_answer(
+    answer: &Answer,
+    allow_origins: &[String],
+    origin: OriginCheck,
+    close: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(320 + answer.json.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(answer.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        answer
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(
+        b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-accel-buffering: no\r\n",
+    );
+    cors::write_answer_headers(&mut out, allow_origins, origin);
+    if let Some(seconds) = answer.retry_after_secs {
+        out.extend_from_slice(format!("retry-after: {seconds}\r\n").as_bytes());
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    super::date::write_now(&mut out);
+    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n\r\n", answer.json.len()).as_bytes());
+    out.extend_from_slice(&answer.json);
+    out
+}
+
+/// A connection whose first bytes were already read: it gives them back
+/// before reading the socket again.
+struct Rewound {
+    read_first: Vec<u8>,
+    position: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.position < this.read_first.len() {
+            let rest = &this.read_first[this.position..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.position += n;
+            if this.position == this.read_first.len() {
+                this.read_first = Vec::new();
+                this.position = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

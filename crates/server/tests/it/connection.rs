@@ -1,0 +1,296 @@
+//! The connection layer over raw sockets: chat requests and everything else
+//! on one keep-alive connection, pipelining, requests in pieces, clients
+//! that hang up during a held poll, `Connection: close`, and shutdown.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{test_config, TestServer};
+
+/// One raw HTTP/1.1 connection to the server.
+struct Raw {
+    stream: TcpStream,
+    /// Bytes read past the last answer.
+    unread: Vec<u8>,
+}
+
+/// An answer read off a raw connection.
+#[derive(Debug)]
+struct RawAnswer {
+    status: u16,
+    head: String,
+    json: serde_json::Value,
+}
+
+impl Raw {
+    async fn connect(server: &TestServer) -> Raw {
+        Raw {
+            stream: TcpStream::connect(server.address).await.unwrap(),
+            unread: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one answer with a `content-length` body, within 10 s.
+    async fn answer(&mut self) -> RawAnswer {
+        tokio::time::timeout(Duration::from_secs(10), self.read_answer())
+            .await
+            .expect("an answer within 10 s")
+    }
+
+    async fn read_answer(&mut self) -> RawAnswer {
+        loop {
+            if let Some(end) = find(&self.unread, b"\r\n\r\n") {
+                let head = String::from_utf8(self.unread[..end].to_vec()).unwrap();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().unwrap())
+                    })
+                    .expect("a content-length");
+                let body_start = end + 4;
+                if self.unread.len() >= body_start + length {
+                    let body = self.unread[body_start..body_start + length].to_vec();
+                    self.unread.drain(..body_start + length);
+                    let status = head[9..12].parse().unwrap();
+                    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                    return RawAnswer { status, head, json };
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed the connection mid-answer");
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// True when the server closes the connection (within 10 s) without
+    /// sending anything more.
+    async fn closed_by_server(&mut self) -> bool {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut rest));
+        matches!(read.await, Ok(Ok(_))) && rest.is_empty() && self.unread.is_empty()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn start_session(raw: &mut Raw, name: &str) -> String {
+    raw.send(&post(
+        "/broadcast",
+        &format!(r#"{{"op":"start","name":"{name}"}}"#),
+    ))
+    .await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.json["token"].as_str().unwrap().to_owned()
+}
+
+/// The server's `talk_polls_held` gauge.
+async fn polls_held(server: &TestServer) -> i64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("talk_polls_held "))
+        .expect("the gauge is exported")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_connection_serves_chat_requests_and_then_anything_else() {
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(&server).await;
+    let token = start_session(&mut raw, "keepalive").await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let first = raw.answer().await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json["reset"], "start");
+    assert!(first.head.contains("access-control-allow-origin: *"));
+    assert!(first.head.contains("cache-control: no-store"));
+    assert!(first.head.to_ascii_lowercase().contains("\r\ndate: "));
+    // A request for the router on the same connection, then chat again.
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let health = raw.answer().await;
+    assert_eq!((health.status, &health.json["status"]), (200, &"ok".into()));
+    let send = format!(r#"{{"op":"send","token":"{token}","id":"k1","text":"after healthz"}}"#);
+    raw.send(&post("/broadcast", &send)).await;
+    let sent = raw.answer().await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let cursor = &first.json["cursor"];
+    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    raw.send(&post("/poll", &next)).await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.json["events"][0]["text"], "after healthz");
+}
+
+#[tokio::test]
+async fn pipelined_and_fragmented_requests_are_answered_in_order() {
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(&server).await;
+    let mut both = post("/broadcast", r#"{"op":"start","name":"piped"}"#);
+    both.extend(post("/poll", r#"{"token":"nobody"}"#));
+    raw.send(&both).await;
+    let start = raw.answer().await;
+    assert_eq!(start.json["name"], "piped");
+    let refused = raw.answer().await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json["error"]["code"], "unknown_session");
+    // A request in pieces: the head split mid-line, the body separate.
+    let request = post("/broadcast", r#"{"op":"start","name":"pieces"}"#);
+    let head_end = find(&request, b"\r\n\r\n").unwrap() + 4;
+    for piece in [
+        &request[..7],
+        &request[7..30],
+        &request[30..head_end],
+        &request[head_end..],
+    ] {
+        raw.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pieces = raw.answer().await;
+    assert_eq!(pieces.json["name"], "pieces");
+}
+
+#[tokio::test]
+async fn requests_it_does_not_serve_itself_get_the_routers_answer() {
+    let server = TestServer::start().await;
+    // A chunked body.
+    let mut raw = Raw::connect(&server).await;
+    let body = r#"{"op":"start","name":"chunky"}"#;
+    let chunked = format!(
+        "POST /broadcast HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    raw.send(chunked.as_bytes()).await;
+    let answer = raw.answer().await;
+    assert_eq!(
+        (answer.status, &answer.json["name"]),
+        (200, &"chunky".into())
+    );
+    // A head that is not HTTP.
+    let mut raw = Raw::connect(&server).await;
+    raw.send(b"POST /poll HTTP/1.1\r\nBad Header\r\n\r\n").await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // A body over the limit.
+    let mut raw = Raw::connect(&server).await;
+    let big = format!(r#"{{"token":"{}"}}"#, "x".repeat(20_000));
+    raw.send(&post("/poll", &big)).await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.json["error"]["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_frees_its_held_poll() {
+    let server = TestServer::start_with(talk_server::Config {
+        poll_timeout: Duration::from_secs(60),
+        ..test_config()
+    })
+    .await;
+    let mut raw = Raw::connect(&server).await;
+    let token = start_session(&mut raw, "leaver").await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let first = raw.answer().await;
+    let cursor = &first.json["cursor"];
+    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    raw.send(&post("/poll", &next)).await;
+    let mut held = 0;
+    for _ in 0..100 {
+        held = polls_held(&server).await;
+        if held == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 1, "the poll is held");
+    drop(raw);
+    // The poll timeout is a minute away: only the hang-up can free it.
+    for _ in 0..250 {
+        held = polls_held(&server).await;
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 0, "the hung-up poll was let go");
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(&server).await;
+    let body = r#"{"op":"start","name":"closer"}"#;
+    let request = format!(
+        "POST /broadcast HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw.send(request.as_bytes()).await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.json["name"], "closer");
+    assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    assert!(raw.closed_by_server().await);
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_answers_held_polls() {
+    let server = TestServer::start_with(talk_server::Config {
+        poll_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(60),
+        ..test_config()
+    })
+    .await;
+    let mut idle = Raw::connect(&server).await;
+    let _ = start_session(&mut idle, "idle").await;
+    let mut polling = Raw::connect(&server).await;
+    let token = start_session(&mut polling, "held").await;
+    polling
+        .send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let first = polling.answer().await;
+    let cursor = &first.json["cursor"];
+    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    polling.send(&post("/poll", &next)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both connections would keep the server for its 60 s grace if they
+    // were not closed.
+    let stopped = tokio::spawn(server.stop());
+    let released = polling.answer().await;
+    assert_eq!(released.json["reconnect"], true, "{released:?}");
+    assert!(polling.closed_by_server().await);
+    assert!(idle.closed_by_server().await);
+    tokio::time::timeout(Duration::from_secs(20), stopped)
+        .await
+        .expect("the server stopped before its grace period")
+        .unwrap();
+}
