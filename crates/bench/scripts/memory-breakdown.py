@@ -31,8 +31,9 @@ out = {"base": rss()}
 # 1. connections only
 socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(N)]
 time.sleep(1); out["connected"] = rss()
-# 2. one finished request each (idle keep-alive)
-for s in socks: req(s, "GET", "/healthz")
+# 2. one finished chat request each (idle keep-alive): a poll with a token
+# the server does not know, answered at once with 401
+for s in socks: req(s, "POST", "/poll", b'{"token":"none"}')
 for s in socks: read_answer(s)
 time.sleep(1); out["after_one_request"] = rss()
 # 3. a session each and a held poll on the same connection
