@@ -63,6 +63,10 @@ pub fn ticks_per_second() -> f64 {
 pub struct Usage {
     /// CPU used, in percent of one core.
     pub cpu_percent: f64,
+    /// CPU used, in seconds, so that a cost per answer or per delivery can
+    /// be worked out without knowing how long the phase was.
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// Resident memory at the end, KiB.
     pub rss_kib: u64,
     /// Change of resident memory, KiB.
@@ -81,6 +85,7 @@ impl Usage {
             } else {
                 0.0
             },
+            cpu_seconds,
             rss_kib: after.rss_kib,
             rss_growth_kib: after.rss_kib as i64 - before.rss_kib as i64,
         }

@@ -40,6 +40,10 @@ struct FanoutResult {
     /// Poll answers received while sending: fewer than deliveries when
     /// answers carry several events.
     answers: u64,
+    /// The bench's CPU time per answer while sending, in microseconds: what
+    /// it costs the bench to take in one answer, which must stay well below
+    /// what the answer costs the server for the latencies to be the server's.
+    bench_cpu_us_per_answer: f64,
     latency: LatencySummary,
     completeness: Completeness,
     errors: BTreeMap<String, u64>,
@@ -107,6 +111,7 @@ pub(super) async fn run(
         expected_deliveries,
         deliveries: report.deliveries,
         answers: report.polls,
+        bench_cpu_us_per_answer: 1e6 * usage.bench.cpu_seconds / report.polls.max(1) as f64,
         latency: LatencySummary::of(&report.latency),
         completeness,
         errors: report.errors.clone(),
@@ -149,8 +154,8 @@ pub(super) async fn run(
     }
     let _ = writeln!(
         summary,
-        "  bench: CPU {:.1}%",
-        result.usage.bench.cpu_percent
+        "  bench: CPU {:.1}%, {:.2} µs per answer",
+        result.usage.bench.cpu_percent, result.bench_cpu_us_per_answer
     );
     super::write_errors(
         &mut summary,
