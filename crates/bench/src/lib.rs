@@ -12,6 +12,7 @@
 
 mod fleet;
 mod histogram;
+mod poll_connection;
 mod poller;
 mod process;
 pub mod scenario;

@@ -1,29 +1,29 @@
 //! How a bench poller sends its polls: through the client library's `Api`
-//! (reqwest), or over one raw HTTP/1.1 connection per poller (hyper).
+//! (reqwest), or over one lean HTTP/1.1 connection per poller
+//! (`poll_connection`).
 //!
-//! The raw connection exists because a bench process on one core must answer
-//! faster than the server it measures: at 10,000 pollers and more, reqwest's
-//! pool, URL parsing and per-request machinery cost more CPU than the
-//! server's own answer (see BENCHMARKS.md). Both speak the protocol crate's
-//! types, so what is measured is the same protocol.
+//! The lean connection exists because a bench process on one core must take
+//! in answers for far less CPU than the server spends making them: reqwest's
+//! pool, URL parsing and per-request machinery, and even a bare hyper client
+//! connection with its connection task, cost about as much as the server's
+//! own answer (see BENCHMARKS.md). Both speak the protocol crate's types, so
+//! what is measured is the same protocol.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use talk_client::Api;
 use talk_protocol::{ErrorBody, PollAnswer, PollRequest};
-use tokio::net::TcpSocket;
+
+use crate::poll_connection::{HttpError, PollConnection, RequestPrefix};
 
 /// Which HTTP stack pollers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PollTransport {
-    /// One hyper HTTP/1.1 connection per poller, kept alive.
+    /// One lean HTTP/1.1 connection per poller, kept alive and owned by
+    /// the poller's task.
     #[default]
     Raw,
     /// `talk_client::Api` over a reqwest client shared by a worker's pollers.
@@ -33,12 +33,9 @@ pub enum PollTransport {
 /// Why one poll failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PollError {
-    /// The TCP connection could not be made.
-    #[error("connect failed: {0}")]
-    Connect(#[source] std::io::Error),
-    /// The HTTP exchange failed (reset, closed, bad framing).
+    /// The HTTP exchange failed (no connection, reset, closed, bad framing).
     #[error("http: {0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] HttpError),
     /// The server answered with a protocol error.
     #[error("server said {status} {code}")]
     Server {
@@ -67,7 +64,7 @@ impl PollError {
     /// A short stable name for counting errors by kind.
     pub(crate) fn kind(&self) -> String {
         match self {
-            PollError::Connect(_) => "connect".into(),
+            PollError::Http(HttpError::Connect(_)) => "connect".into(),
             PollError::Http(_) => "http".into(),
             PollError::Server { code, .. } => code.clone(),
             PollError::Decode { .. } => "decode".into(),
@@ -85,12 +82,13 @@ impl PollError {
 
 /// One poller's way to the server.
 pub(crate) enum PollLink {
-    /// A raw connection, made on first use and remade after an error.
+    /// A lean connection, made on first use and remade after an error.
     Raw {
         server: SocketAddr,
-        host: String,
         source: Option<IpAddr>,
-        connection: Option<SendRequest<Full<Bytes>>>,
+        /// The fixed start of every poll request, shared by a group.
+        prefix: RequestPrefix,
+        connection: Option<PollConnection>,
     },
     /// The shared client library.
     Api(Api),
@@ -126,68 +124,26 @@ impl PollLink {
             PollLink::Api(api) => Ok(api.poll(request).await?),
             PollLink::Raw {
                 server,
-                host,
                 source,
+                prefix,
                 connection,
             } => {
-                let body = Bytes::from(talk_protocol::to_json(request));
-                let result = raw_post(server, host, *source, connection, body).await;
-                if result.is_err() {
+                let body = talk_protocol::to_json(request);
+                let open = match connection {
+                    Some(open) => open,
+                    None => connection.insert(PollConnection::open(*server, *source).await?),
+                };
+                let (decoded, keep_alive) = match open.exchange(prefix, &body).await {
+                    Ok(answer) => (decode_answer(answer.status, answer.body), answer.keep_alive),
+                    Err(error) => (Err(error.into()), false),
+                };
+                if !keep_alive {
                     *connection = None;
                 }
-                let (status, bytes) = result?;
-                decode_answer(status, &bytes)
+                decoded
             }
         }
     }
-}
-
-async fn raw_post(
-    server: &SocketAddr,
-    host: &str,
-    source: Option<IpAddr>,
-    connection: &mut Option<SendRequest<Full<Bytes>>>,
-    body: Bytes,
-) -> Result<(u16, Bytes), PollError> {
-    if connection.as_ref().is_none_or(|sender| sender.is_closed()) {
-        *connection = Some(connect(*server, source).await?);
-    }
-    let sender = connection.as_mut().expect("connected just above");
-    sender.ready().await?;
-    let request = hyper::Request::post("/poll")
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::CONTENT_TYPE, "text/plain;charset=UTF-8")
-        .body(Full::new(body))
-        .expect("a request from constant parts builds");
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
-}
-
-/// Opens a TCP connection from `source` (any port) and an HTTP/1.1 client on it.
-async fn connect(
-    server: SocketAddr,
-    source: Option<IpAddr>,
-) -> Result<SendRequest<Full<Bytes>>, PollError> {
-    let socket = match server {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(PollError::Connect)?;
-    if let Some(source) = source {
-        socket
-            .bind(SocketAddr::new(source, 0))
-            .map_err(PollError::Connect)?;
-    }
-    let stream = socket.connect(server).await.map_err(PollError::Connect)?;
-    stream.set_nodelay(true).map_err(PollError::Connect)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    // The connection task ends when the sender is dropped or the socket closes.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 fn decode_answer(status: u16, bytes: &[u8]) -> Result<PollAnswer, PollError> {
@@ -206,22 +162,29 @@ fn decode_answer(status: u16, bytes: &[u8]) -> Result<PollAnswer, PollError> {
     }
 }
 
-/// Builds the link a poller uses.
+/// Builds the link a poller uses; `prefix` is the start of every poll
+/// request to `server` (see [`poll_request_prefix`]).
 pub(crate) fn poll_link(
     transport: PollTransport,
     server: SocketAddr,
     source: Option<IpAddr>,
+    prefix: &RequestPrefix,
     shared_api: &Api,
 ) -> PollLink {
     match transport {
         PollTransport::Api => PollLink::Api(shared_api.clone()),
         PollTransport::Raw => PollLink::Raw {
             server,
-            host: server.to_string(),
             source,
+            prefix: prefix.clone(),
             connection: None,
         },
     }
+}
+
+/// The start of every poll request to `server`, to share between pollers.
+pub(crate) fn poll_request_prefix(server: SocketAddr) -> RequestPrefix {
+    RequestPrefix::new("/poll", &server.to_string())
 }
 
 /// A client-library `Api` whose requests leave from `source`, with a timeout
@@ -245,4 +208,42 @@ pub(crate) fn api_from(
     }
     let http = builder.build().expect("a plain reqwest client builds");
     Api::with_http(base_url, http)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `body` as an answer with `status` and says what came of it.
+    fn check(status: u16, body: &str, expected: &str) {
+        let got = match decode_answer(status, body.as_bytes()) {
+            Ok(answer) => format!("{} events, cursor {}", answer.events.len(), answer.cursor),
+            Err(error) => format!("{}: {error}", error.kind()),
+        };
+        assert_eq!(got, expected, "{status} {body}");
+    }
+
+    #[test]
+    fn answers_decode_to_events_or_protocol_errors() {
+        check(
+            200,
+            r#"{"channel":"lobby","cursor":"e1:4","events":[]}"#,
+            "0 events, cursor e1:4",
+        );
+        check(
+            404,
+            r#"{"error":{"code":"unknown_session","message":"no such session"}}"#,
+            "unknown_session: server said 404 unknown_session",
+        );
+        check(
+            502,
+            "<html>bad gateway</html>",
+            "decode: undecodable answer (status 502): expected value at line 1 column 1",
+        );
+        check(
+            200,
+            r#"{"channel":"lobby"}"#,
+            "decode: undecodable answer (status 200): missing field `cursor` at line 1 column 19",
+        );
+    }
 }

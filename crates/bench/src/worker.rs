@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Window};
-use crate::transport::{api_from, poll_link, PollTransport};
+use crate::transport::{api_from, poll_link, poll_request_prefix, PollTransport};
 use crate::Error;
 
 /// What a group of pollers is to do.
@@ -210,6 +210,7 @@ impl Group {
             PollTransport::Api => api_from(&spec.base_url, spec.source_ip, poll_limit, usize::MAX),
             PollTransport::Raw => start_api.clone(),
         };
+        let prefix = poll_request_prefix(server);
         let shared = Arc::new(Shared {
             run_id: spec.run_id.clone(),
             window: Mutex::new(Window::default()),
@@ -231,7 +232,7 @@ impl Group {
                 name: format!("b{}{index}", spec.run_id),
                 channel: spec.channels[channel_index].clone(),
                 api: start_api.clone(),
-                link: poll_link(spec.transport, server, spec.source_ip, &poll_api),
+                link: poll_link(spec.transport, server, spec.source_ip, &prefix, &poll_api),
                 wait_ms: spec.wait_ms,
                 poll_limit,
                 start_deadline,

@@ -51,8 +51,9 @@ struct TargetArgs {
     /// (default with workers: 127.0.0.2, 127.0.0.3, …).
     #[arg(long, value_delimiter = ',')]
     source_ip: Vec<IpAddr>,
-    /// The HTTP stack of the polls: one raw hyper connection per poller, or
-    /// the client library's reqwest-based Api.
+    /// The HTTP stack of the polls: one lean HTTP/1.1 connection per poller
+    /// (the bench's own, cheapest per answer), or the client library's
+    /// reqwest-based Api.
     #[arg(long, value_enum, default_value_t = TransportArg::Raw)]
     transport: TransportArg,
     /// Session starts per second during the ramp, over all workers.
