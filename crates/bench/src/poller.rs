@@ -309,37 +309,35 @@ async fn start_session(plan: &PollerPlan, shared: &Shared) -> Option<String> {
     }
 }
 
+/// Takes in one answer: the poller's completeness bitmap and the worker's
+/// window are updated under one lock each, once per answer, with no
+/// allocation. The window's lock is taken inside the state's; nothing takes
+/// them the other way round.
 fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &PollAnswer, is_first: bool) {
     let received = now_micros();
-    let mut latencies = Vec::new();
-    {
-        let mut state = state.lock().expect("poller state lock");
-        if is_first {
-            state.started = true;
-            state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-        } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
-            // Lost the thread of the stream: count it and follow the server.
-            state.resets += 1;
-            state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-        } else {
-            for event in &answer.events {
-                state.take(event.seq);
-                if let EventKind::Message { text, .. } = &event.kind {
-                    if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
-                        latencies.push(received.saturating_sub(sent));
-                    }
-                }
-            }
-        }
-    }
+    let mut state = state.lock().expect("poller state lock");
     let mut window = shared.window.lock().expect("window lock");
     window.polls += 1;
     if !is_first && answer.events.is_empty() && !answer.reconnect {
         window.held_polls += 1;
     }
-    window.deliveries += latencies.len() as u64;
-    for latency in latencies {
-        window.latency.record(latency);
+    if is_first {
+        state.started = true;
+        state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+    } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
+        // Lost the thread of the stream: count it and follow the server.
+        state.resets += 1;
+        state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+    } else {
+        for event in &answer.events {
+            state.take(event.seq);
+            if let EventKind::Message { text, .. } = &event.kind {
+                if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
+                    window.deliveries += 1;
+                    window.latency.record(received.saturating_sub(sent));
+                }
+            }
+        }
     }
 }
 
