@@ -6,9 +6,12 @@
 //! channel to many pollers) and throughput (many channels, rising send
 //! rates). Pollers run in workers (`worker`), in this process or in child
 //! processes when one process may not hold enough sockets; the coordinator
-//! (`fleet`) merges their counters. Senders (`sender`) post stamped bench
-//! messages on a schedule. Every run is bounded in count and time and ends
-//! with a human summary and one JSON line.
+//! (`fleet`) merges their counters. A poller polls over its own lean
+//! HTTP/1.1 connection (`poll_connection`, chosen in `transport`), so that
+//! an answer costs the bench less CPU than it costs the server. Senders
+//! (`sender`) post stamped bench messages on a schedule. Every run is
+//! bounded in count and time and ends with a human summary and one JSON
+//! line.
 
 mod fleet;
 mod histogram;
