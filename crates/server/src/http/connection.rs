@@ -117,12 +117,16 @@ pub(crate) async fn serve(
 ) {
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
+    // One wait for the shutdown per connection, not one per request: each
+    // new wait would join (and leave) the token's list of waiters.
+    let closing = connections.closing.clone().cancelled_owned();
+    tokio::pin!(closing);
     loop {
         let head = tokio::select! {
-            _ = connections.closing.cancelled() => return,
+            _ = &mut closing => return,
             head = tokio::time::timeout(
                 connections.header_read_timeout,
-                read_head(&stream, &mut pending, &connections),
+                read_head(&mut stream, &mut pending, &connections),
             ) => head,
         };
         let head = match head {
@@ -135,7 +139,7 @@ pub(crate) async fn serve(
         };
         let request_len = head.head_len + head.body_len;
         while pending.len() < request_len {
-            match read_some(&stream, &mut pending).await {
+            match read_some(&mut stream, &mut pending).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -152,7 +156,7 @@ pub(crate) async fn serve(
             Err(error) => error_answer(app, error),
             Ok(ChatRequest::Poll(request)) => {
                 let answer = poll::answer(app, request);
-                match watch_while_held(&stream, &mut pending, answer).await {
+                match watch_while_held(&mut stream, &mut pending, answer).await {
                     Some(Ok(body)) => ok_answer(body.json),
                     Some(Err(error)) => error_answer(app, error),
                     // The client hung up: its poll is dropped, and so is it.
@@ -209,7 +213,7 @@ async fn hand_over(
 
 /// Reads until `pending` holds a whole request head, and says what it is.
 async fn read_head(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     pending: &mut Vec<u8>,
     connections: &Connections,
 ) -> io::Result<Head> {
@@ -313,48 +317,58 @@ fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError>
 }
 
 /// Appends what the socket has to `pending`; 0 when the client closed it.
-async fn read_some(stream: &TcpStream, pending: &mut Vec<u8>) -> io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        let mut chunk = [0u8; READ_CHUNK];
-        match stream.try_read(&mut chunk) {
-            Ok(n) => {
-                pending.extend_from_slice(&chunk[..n]);
-                return Ok(n);
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
+async fn read_some(stream: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<usize> {
+    std::future::poll_fn(|cx| poll_read_into(stream, pending, cx)).await
+}
+
+/// Reads what the socket has into `pending`.
+///
+/// The chunk lives on the stack of one poll, not in the connection's
+/// future, so an idle connection holds no read buffer. Reading through
+/// `poll_read` (not `readable` and `try_read`) lets tokio note a short read
+/// as "drained", which saves the system call that would otherwise only
+/// find the socket empty.
+fn poll_read_into(
+    stream: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let mut buf = ReadBuf::new(&mut chunk);
+    match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => {
+            pending.extend_from_slice(buf.filled());
+            Poll::Ready(Ok(buf.filled().len()))
         }
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        Poll::Pending => Poll::Pending,
     }
 }
 
 /// Runs `answer` while watching the socket: `None` if the client hangs up
 /// first. Bytes it sends meanwhile (a pipelined request) are kept.
 async fn watch_while_held<T>(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     pending: &mut Vec<u8>,
     answer: impl Future<Output = T>,
 ) -> Option<T> {
     tokio::pin!(answer);
-    loop {
-        tokio::select! {
-            biased;
-            answer = &mut answer => return Some(answer),
-            readable = stream.readable() => {
-                readable.ok()?;
-                let mut chunk = [0u8; READ_CHUNK];
-                match stream.try_read(&mut chunk) {
-                    Ok(0) => return None,
-                    Ok(n) if pending.len() + n <= MAX_READ_AHEAD => {
-                        pending.extend_from_slice(&chunk[..n]);
-                    }
-                    Ok(_) => return None,
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return None,
-                }
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(answer));
+        }
+        // Read until the socket has nothing more, so that its readiness is
+        // armed again and a hang-up wakes this task.
+        loop {
+            match poll_read_into(stream, pending, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) if n > 0 && pending.len() <= MAX_READ_AHEAD => {}
+                // Hung up, failed, or sending far more than one request ahead.
+                Poll::Ready(_) => return Poll::Ready(None),
             }
         }
-    }
+    })
+    .await
 }
 
 fn ok_answer(json: Bytes) -> Answer {
