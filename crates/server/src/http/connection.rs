@@ -257,9 +257,10 @@ fn parse_head(bytes: &[u8], connections: &Connections) -> Option<Head> {
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let length = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|value| value.parse::<usize>().ok());
+            // Digits only (`usize::from_str` would also take a sign).
+            let length = Some(header.value)
+                .filter(|value| !value.is_empty() && value.iter().all(u8::is_ascii_digit))
+                .and_then(|value| std::str::from_utf8(value).ok()?.parse::<usize>().ok());
             match (body_len, length) {
                 (None, Some(length)) => body_len = Some(length),
                 // Repeated or unreadable: let hyper judge it.

@@ -201,6 +201,14 @@ async fn requests_it_does_not_serve_itself_get_the_routers_answer() {
     let _ = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
     let text = String::from_utf8_lossy(&rest);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // A length with a sign, which is not HTTP.
+    let mut raw = Raw::connect(&server).await;
+    raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}")
+        .await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     // A body over the limit.
     let mut raw = Raw::connect(&server).await;
     let big = format!(r#"{{"token":"{}"}}"#, "x".repeat(20_000));
