@@ -69,6 +69,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALK_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
 
+    /// Threads that serve connections (0: one per core this process may
+    /// run on). With one, the server runs on a single-threaded scheduler,
+    /// which answers a broadcast's polls strictly in the order they woke.
+    #[arg(long, env = "TALK_THREADS", default_value_t = 0)]
+    threads: usize,
+
     /// The log format.
     #[arg(long, env = "TALK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -142,7 +148,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = build_runtime(args.threads).context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -161,6 +167,25 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("the server failed")
     })
+}
+
+/// The scheduler of the server: single-threaded when it is to use one
+/// thread (as when pinned to one core), else a pool of `threads`.
+fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        threads => threads,
+    };
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
