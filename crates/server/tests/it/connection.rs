@@ -106,6 +106,18 @@ async fn start_session(raw: &mut Raw, name: &str) -> String {
     answer.json["token"].as_str().unwrap().to_owned()
 }
 
+/// Starts a session on `raw`, reads its first poll and sends the next,
+/// which the server holds: nothing new has happened in the lobby.
+async fn hold_a_poll(raw: &mut Raw, name: &str) {
+    let token = start_session(raw, name).await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let first = raw.answer().await;
+    let cursor = &first.json["cursor"];
+    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    raw.send(&post("/poll", &next)).await;
+}
+
 /// The server's `talk_polls_held` gauge.
 async fn polls_held(server: &TestServer) -> i64 {
     let text = reqwest::get(server.url("/metrics"))
@@ -194,21 +206,19 @@ async fn requests_it_does_not_serve_itself_get_the_routers_answer() {
         (answer.status, &answer.json["name"]),
         (200, &"chunky".into())
     );
-    // A head that is not HTTP.
-    let mut raw = Raw::connect(&server).await;
-    raw.send(b"POST /poll HTTP/1.1\r\nBad Header\r\n\r\n").await;
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
-    let text = String::from_utf8_lossy(&rest);
-    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    // A length with a sign, which is not HTTP.
-    let mut raw = Raw::connect(&server).await;
-    raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}")
-        .await;
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
-    let text = String::from_utf8_lossy(&rest);
-    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // A head that is not HTTP, and a length with a sign, which HTTP forbids.
+    for request in [
+        &b"POST /poll HTTP/1.1\r\nBad Header\r\n\r\n"[..],
+        b"POST /poll HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}",
+    ] {
+        let mut raw = Raw::connect(&server).await;
+        raw.send(request).await;
+        let mut rest = Vec::new();
+        let read = raw.stream.read_to_end(&mut rest);
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    }
     // A body over the limit.
     let mut raw = Raw::connect(&server).await;
     let big = format!(r#"{{"token":"{}"}}"#, "x".repeat(20_000));
@@ -226,13 +236,7 @@ async fn a_client_that_hangs_up_frees_its_held_poll() {
     })
     .await;
     let mut raw = Raw::connect(&server).await;
-    let token = start_session(&mut raw, "leaver").await;
-    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
-        .await;
-    let first = raw.answer().await;
-    let cursor = &first.json["cursor"];
-    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
-    raw.send(&post("/poll", &next)).await;
+    hold_a_poll(&mut raw, "leaver").await;
     let mut held = 0;
     for _ in 0..100 {
         held = polls_held(&server).await;
@@ -281,14 +285,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
     let mut idle = Raw::connect(&server).await;
     let _ = start_session(&mut idle, "idle").await;
     let mut polling = Raw::connect(&server).await;
-    let token = start_session(&mut polling, "held").await;
-    polling
-        .send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
-        .await;
-    let first = polling.answer().await;
-    let cursor = &first.json["cursor"];
-    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
-    polling.send(&post("/poll", &next)).await;
+    hold_a_poll(&mut polling, "held").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Both connections would keep the server for its 60 s grace if they
     // were not closed.
