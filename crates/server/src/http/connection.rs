@@ -17,7 +17,7 @@
 //! answer alike.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -408,19 +408,21 @@ fn encode_answer(
             .unwrap_or("Unknown")
             .as_bytes(),
     );
-    out.extend_from_slice(
-        b"\r\ncontent-type: application/json\r\ncache-control: no-store\r\nx-accel-buffering: no\r\n",
-    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in super::CHAT_HEADERS {
+        // Writing to a Vec cannot fail; `write!` formats without a String.
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
     cors::write_answer_headers(&mut out, allow_origins, origin);
     if let Some(seconds) = answer.retry_after_secs {
-        out.extend_from_slice(format!("retry-after: {seconds}\r\n").as_bytes());
+        let _ = write!(out, "retry-after: {seconds}\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
     super::date::write_now(&mut out);
-    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n\r\n", answer.json.len()).as_bytes());
+    let _ = write!(out, "\r\ncontent-length: {}\r\n\r\n", answer.json.len());
     out.extend_from_slice(&answer.json);
     out
 }

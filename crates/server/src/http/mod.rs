@@ -13,7 +13,7 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -63,17 +63,22 @@ impl std::ops::Deref for AppState {
 pub(crate) fn chat_answer(json: impl Into<axum::body::Body>) -> Response {
     let mut response = Response::new(json.into());
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    for (name, value) in CHAT_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
     response
 }
 
-/// Tells nginx not to buffer an answer.
-pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+/// The headers of every chat answer, whichever path writes it: JSON, never
+/// stored by caches, never buffered by nginx (`x-accel-buffering`).
+pub(crate) const CHAT_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "application/json"),
+    ("cache-control", "no-store"),
+    ("x-accel-buffering", "no"),
+];
 
 /// The whole HTTP API.
 ///
