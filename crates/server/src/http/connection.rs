@@ -17,7 +17,8 @@
 //! answer alike.
 
 use std::future::Future;
-use std::io::{self, Write as _};
+use std::io;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -334,8 +335,9 @@ fn poll_read_into(
     pending: &mut Vec<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    let mut chunk = [0u8; READ_CHUNK];
-    let mut buf = ReadBuf::new(&mut chunk);
+    // Uninitialised: zeroing 4 KiB for every read showed in profiles.
+    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut chunk);
     match Pin::new(stream).poll_read(cx, &mut buf) {
         Poll::Ready(Ok(())) => {
             pending.extend_from_slice(buf.filled());
@@ -390,7 +392,8 @@ fn error_answer(app: &AppState, error: ApiError) -> Answer {
     }
 }
 
-/// The whole answer, head and body, for one write.
+/// The whole answer, head and body, for one write. Plain copies: `write!`
+/// cost more than the rest of the head together.
 fn encode_answer(
     answer: &Answer,
     allow_origins: &[String],
@@ -410,19 +413,25 @@ fn encode_answer(
     );
     out.extend_from_slice(b"\r\n");
     for (name, value) in super::CHAT_HEADERS {
-        // Writing to a Vec cannot fail; `write!` formats without a String.
-        let _ = write!(out, "{name}: {value}\r\n");
+        for part in [name, ": ", value, "\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
     }
     cors::write_answer_headers(&mut out, allow_origins, origin);
+    let mut digits = itoa::Buffer::new();
     if let Some(seconds) = answer.retry_after_secs {
-        let _ = write!(out, "retry-after: {seconds}\r\n");
+        out.extend_from_slice(b"retry-after: ");
+        out.extend_from_slice(digits.format(seconds).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
     super::date::write_now(&mut out);
-    let _ = write!(out, "\r\ncontent-length: {}\r\n\r\n", answer.json.len());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(digits.format(answer.json.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&answer.json);
     out
 }
