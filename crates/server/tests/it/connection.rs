@@ -299,3 +299,29 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
         .expect("the server stopped before its grace period")
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_head_timeout_cuts_off_only_a_silent_head() {
+    let server = TestServer::start_with(talk_server::Config {
+        header_read_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let mut raw = Raw::connect(&server).await;
+    let token = start_session(&mut raw, "ada").await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let cursor = raw.answer().await.json["cursor"].clone();
+    // Polls held 100 ms and 500 ms, over two seconds in all: the
+    // connection's one head timer fires while polls are held and between
+    // heads, and must not cut off a client that sends its heads at once.
+    for wait_ms in [100, 100, 500, 100, 100, 500, 100, 100, 500] {
+        let poll = format!(
+            r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
+        );
+        raw.send(&post("/poll", &poll)).await;
+        assert_eq!(raw.answer().await.status, 200);
+    }
+    raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\n").await;
+    assert!(raw.closed_by_server().await, "a head never finished");
+}
