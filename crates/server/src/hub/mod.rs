@@ -9,6 +9,7 @@ mod channel;
 mod session;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,6 @@ use talk_protocol::{
     ChannelInfo, ChannelName, Color, Cursor, Event, EventKind, LeaveReason, Member, Name, Reset,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 pub(crate) use channel::PollBody;
 use channel::{Assigned, Channel, Lookup};
@@ -58,7 +58,10 @@ pub(crate) enum Error {
 /// The sessions, by token and by name.
 #[derive(Default)]
 struct Sessions {
-    by_token: HashMap<Arc<str>, Arc<Session>>,
+    /// Looked up for every poll. Hashed with foldhash rather than SipHash:
+    /// the tokens are random and made here, so a client cannot choose keys
+    /// that collide, and SipHash showed in fan-out profiles.
+    by_token: foldhash::HashMap<Arc<str>, Arc<Session>>,
     /// Lowercased names of the sessions online, to keep names unique.
     by_name: HashMap<String, Arc<str>>,
 }
@@ -90,7 +93,8 @@ pub(crate) struct Hub {
     committed: mpsc::UnboundedSender<Committed>,
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     sessions: Mutex<Sessions>,
-    shutting_down: CancellationToken,
+    /// Set once when the server begins to stop; read by every poll.
+    shutting_down: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -125,7 +129,7 @@ impl Hub {
             committed,
             channels: Mutex::new(channels),
             sessions: Mutex::new(Sessions::default()),
-            shutting_down: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
             metrics,
         }
     }
@@ -168,7 +172,7 @@ impl Hub {
         color: Option<Color>,
         channel: ChannelName,
     ) -> Result<Started, Error> {
-        if self.shutting_down.is_cancelled() {
+        if self.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
         let token: Arc<str> = new_token().into();
@@ -450,7 +454,7 @@ impl Hub {
                     return Ok(body);
                 }
             }
-            if self.shutting_down.is_cancelled() {
+            if self.shutting_down.load(Ordering::Acquire) {
                 return Ok(channel.empty_answer(cursor, true));
             }
             let channel_changed = async {
@@ -459,8 +463,9 @@ impl Hub {
                 }
                 let _ = new_events.changed().await;
             };
+            // The shutdown wakes held polls through `session_changed`
+            // (see `begin_shutdown`): one wait fewer to join and leave per poll.
             tokio::select! {
-                _ = self.shutting_down.cancelled() => {}
                 _ = channel_changed => {}
                 _ = &mut session_changed => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(channel.empty_answer(cursor, false)),
@@ -470,12 +475,18 @@ impl Hub {
 
     /// Answers every held poll with a reconnect hint, and refuses new sessions.
     pub(crate) fn begin_shutdown(&self) {
-        self.shutting_down.cancel();
+        self.shutting_down.store(true, Ordering::Release);
+        // A held poll has enabled its session's wake before it checked for
+        // the shutdown, so it either saw the shutdown or is woken here.
+        let sessions = self.sessions.lock().expect("sessions lock");
+        for session in sessions.by_token.values() {
+            session.wake.notify_waiters();
+        }
     }
 
     /// True once shutdown has begun.
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.is_cancelled()
+        self.shutting_down.load(Ordering::Acquire)
     }
 
     /// Stores an event and, once it is committed, shows it to the channel's polls.
