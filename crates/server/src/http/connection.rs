@@ -119,6 +119,8 @@ pub(crate) async fn serve(
 ) {
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
+    // The session of the last poll, to skip the token map's lock next time.
+    let mut last_session = None;
     // One wait for the shutdown per connection, not one per request: each
     // new wait would join (and leave) the token's list of waiters.
     let closing = connections.closing.clone().cancelled_owned();
@@ -175,7 +177,7 @@ pub(crate) async fn serve(
         let answer = match request {
             Err(error) => error_answer(app, error),
             Ok(ChatRequest::Poll(request)) => {
-                let answer = poll::answer(app, request);
+                let answer = poll::answer(app, request, &mut last_session);
                 match watch_while_held(&mut stream, &mut pending, answer).await {
                     Some(Ok(body)) => ok_answer(body.json),
                     Some(Err(error)) => error_answer(app, error),

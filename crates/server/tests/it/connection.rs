@@ -325,3 +325,34 @@ async fn the_head_timeout_cuts_off_only_a_silent_head() {
     raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\n").await;
     assert!(raw.closed_by_server().await, "a head never finished");
 }
+
+#[tokio::test]
+async fn one_connection_polls_for_several_sessions_and_ended_ones_are_refused() {
+    let server = TestServer::start().await;
+    // A proxy's connection carries many people's polls, one after another.
+    let mut raw = Raw::connect(&server).await;
+    let ada = start_session(&mut raw, "ada").await;
+    let bob = start_session(&mut raw, "bob").await;
+    let poll = |token: &str| post("/poll", &format!(r#"{{"token":"{token}"}}"#));
+    for token in [&ada, &bob, &ada] {
+        raw.send(&poll(token)).await;
+        assert_eq!(raw.answer().await.status, 200);
+    }
+    raw.send(&post(
+        "/broadcast",
+        &format!(r#"{{"op":"leave","token":"{ada}"}}"#),
+    ))
+    .await;
+    assert_eq!(raw.answer().await.status, 200);
+    // The connection's last poll was ada's: her ended session is refused,
+    // and bob's, next on the same connection, is still his.
+    raw.send(&poll(&ada)).await;
+    let refused = raw.answer().await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert_eq!(
+        refused.json["error"]["code"], "unknown_session",
+        "{refused:?}"
+    );
+    raw.send(&poll(&bob)).await;
+    assert_eq!(raw.answer().await.status, 200);
+}
