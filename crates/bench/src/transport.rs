@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use talk_client::Api;
 use talk_protocol::{ErrorBody, PollAnswer, PollRequest};
 
-use crate::poll_connection::{HttpError, PollConnection, RequestPrefix};
+use crate::poll_connection::{HttpError, LeanLink, RequestPrefix};
 
 /// Which HTTP stack pollers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,11 +84,9 @@ impl PollError {
 pub(crate) enum PollLink {
     /// A lean connection, made on first use and remade after an error.
     Raw {
-        server: SocketAddr,
-        source: Option<IpAddr>,
         /// The fixed start of every poll request, shared by a group.
         prefix: RequestPrefix,
-        connection: Option<PollConnection>,
+        link: LeanLink,
     },
     /// The shared client library.
     Api(Api),
@@ -114,33 +112,22 @@ impl PollLink {
 
     /// Drops the raw connection, so the next poll makes a new one.
     pub(crate) fn forget_connection(&mut self) {
-        if let PollLink::Raw { connection, .. } = self {
-            *connection = None;
+        if let PollLink::Raw { link, .. } = self {
+            link.forget_connection();
         }
     }
 
     async fn poll_unbounded(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
         match self {
             PollLink::Api(api) => Ok(api.poll(request).await?),
-            PollLink::Raw {
-                server,
-                source,
-                prefix,
-                connection,
-            } => {
+            PollLink::Raw { prefix, link } => {
                 let body = talk_protocol::to_json(request);
-                let open = match connection {
-                    Some(open) => open,
-                    None => connection.insert(PollConnection::open(*server, *source).await?),
-                };
-                let (decoded, keep_alive) = match open.exchange(prefix, &body).await {
-                    Ok(answer) => (decode_answer(answer.status, answer.body), answer.keep_alive),
-                    Err(error) => (Err(error.into()), false),
-                };
-                if !keep_alive {
-                    *connection = None;
-                }
-                decoded
+                link.exchange(
+                    |bytes| prefix.write_request(&body, bytes),
+                    |_, _| {},
+                    |answer| decode_answer(answer.status, answer.body),
+                )
+                .await?
             }
         }
     }
@@ -174,10 +161,8 @@ pub(crate) fn poll_link(
     match transport {
         PollTransport::Api => PollLink::Api(shared_api.clone()),
         PollTransport::Raw => PollLink::Raw {
-            server,
-            source,
             prefix: prefix.clone(),
-            connection: None,
+            link: LeanLink::new(server, source),
         },
     }
 }
