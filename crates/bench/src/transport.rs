@@ -8,6 +8,9 @@
 //! connection with its connection task, cost about as much as the server's
 //! own answer (see BENCHMARKS.md). Both speak the protocol crate's types, so
 //! what is measured is the same protocol.
+//!
+//! The bench may also drive another server than talk ([`Peer`]); its
+//! protocol is in its own module (`nchan`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -17,6 +20,19 @@ use talk_client::Api;
 use talk_protocol::{ErrorBody, PollAnswer, PollRequest};
 
 use crate::poll_connection::{HttpError, LeanLink, RequestPrefix};
+
+/// Which server the bench drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// A talk server, with talk's protocol.
+    #[default]
+    Talk,
+    /// An nginx with the Nchan pub/sub module (`crates/bench/nchan/`), to
+    /// compare talk with under the same load: long-poll subscribers on
+    /// `/sub/<channel>`, a publisher on `/pub/<channel>`. Fan-out only.
+    Nchan,
+}
 
 /// Which HTTP stack pollers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -93,23 +109,6 @@ pub(crate) enum PollLink {
 }
 
 impl PollLink {
-    /// Sends one poll and waits at most `limit` for its answer.
-    pub(crate) async fn poll(
-        &mut self,
-        request: &PollRequest,
-        limit: Duration,
-    ) -> Result<PollAnswer, PollError> {
-        let outcome = tokio::time::timeout(limit, self.poll_unbounded(request)).await;
-        match outcome {
-            Ok(result) => result,
-            Err(_) => {
-                // A poll that hung may have left its connection mid-answer.
-                self.forget_connection();
-                Err(PollError::Timeout)
-            }
-        }
-    }
-
     /// Drops the raw connection, so the next poll makes a new one.
     pub(crate) fn forget_connection(&mut self) {
         if let PollLink::Raw { link, .. } = self {
@@ -117,7 +116,8 @@ impl PollLink {
         }
     }
 
-    async fn poll_unbounded(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
+    /// Sends one poll and waits for its answer, however long it takes.
+    pub(crate) async fn poll(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
         match self {
             PollLink::Api(api) => Ok(api.poll(request).await?),
             PollLink::Raw { prefix, link } => {
