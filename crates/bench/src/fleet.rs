@@ -65,6 +65,7 @@ impl Fleet {
                 first_index,
                 pollers: size,
                 ramp_per_second: target.ramp_per_second / n_groups as f64,
+                peer: target.peer,
                 transport: target.transport,
                 wait_ms: target.wait_ms,
                 poll_limit_ms: poll_limit.as_millis() as u64,

@@ -12,9 +12,14 @@
 //! (`sender`) post stamped bench messages on a schedule. Every run is
 //! bounded in count and time and ends with a human summary and one JSON
 //! line.
+//!
+//! The fan-out scenario can also drive Nchan, the nginx pub/sub module
+//! (`nchan`), with the same pollers, senders and accounting, so that talk
+//! and a peer are measured under identical conditions.
 
 mod fleet;
 mod histogram;
+mod nchan;
 mod poll_connection;
 mod poller;
 mod process;
@@ -29,7 +34,7 @@ pub use scenario::{
     run, CapacityConfig, FanoutConfig, Outcome, Scenario, Target, ThroughputConfig,
 };
 pub use sender::SendStats;
-pub use transport::PollTransport;
+pub use transport::{Peer, PollTransport};
 pub use worker::{
     run_stdio_worker, run_worker, GroupReport, GroupSpec, WorkerCommand, WorkerEvent, WorkerProgram,
 };
@@ -43,6 +48,9 @@ pub enum Error {
     /// A session (probe or sender) could not be started.
     #[error("could not start a session: {0}")]
     Start(#[source] talk_client::Error),
+    /// The peer server refused the run's first message.
+    #[error("the peer server refused to publish: {0}")]
+    Publish(String),
     /// A worker failed or stopped answering.
     #[error("bench worker: {0}")]
     Worker(String),

@@ -11,6 +11,10 @@
 //! never chunks an answer). So this connection writes each request with one
 //! write, reads the answer's head with `httparse`, then reads exactly the
 //! body, and refuses anything else with an [`HttpError`] rather than guessing.
+//!
+//! The same connection serves the Nchan peer's subscribers (`nchan`), whose
+//! requests are `GET`s and whose answers name their message in headers: a
+//! caller may write any request and look at each header of the answer.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +103,15 @@ struct AnswerHead {
 pub(crate) struct RequestPrefix(std::sync::Arc<[u8]>);
 
 impl RequestPrefix {
+    /// Writes a whole request, this prefix and then `body` as its content,
+    /// into `request`.
+    pub(crate) fn write_request(&self, body: &[u8], request: &mut Vec<u8>) {
+        request.extend_from_slice(&self.0);
+        // Writing to a Vec cannot fail.
+        let _ = write!(request, "{}\r\n\r\n", body.len());
+        request.extend_from_slice(body);
+    }
+
     /// The prefix of `POST <path>` requests to `host` (the `Host` header's
     /// value, e.g. `127.0.0.1:8000`). The content type is the one a browser
     /// sends, which keeps a request a CORS "simple request".
@@ -149,27 +162,28 @@ impl PollConnection {
         })
     }
 
-    /// Sends one request (`prefix`, then `body` as its content) and reads
-    /// its answer.
-    pub(crate) async fn exchange(
+    /// Sends the request that `write_request` writes (into a buffer reused
+    /// for every request) and reads its answer, showing each header of the
+    /// answer's head to `on_header` (name, value) once the head is whole.
+    pub(crate) async fn exchange_with(
         &mut self,
-        prefix: &RequestPrefix,
-        body: &[u8],
+        write_request: impl FnOnce(&mut Vec<u8>),
+        mut on_header: impl FnMut(&str, &[u8]),
     ) -> Result<Answer<'_>, HttpError> {
         self.request.clear();
-        self.request.extend_from_slice(&prefix.0);
-        // Writing to a Vec cannot fail.
-        let _ = write!(self.request, "{}\r\n\r\n", body.len());
-        self.request.extend_from_slice(body);
+        write_request(&mut self.request);
         self.stream.write_all(&self.request).await?;
-        self.read_answer().await
+        self.read_answer(&mut on_header).await
     }
 
     /// Reads one whole answer: the head, then exactly its body.
-    async fn read_answer(&mut self) -> Result<Answer<'_>, HttpError> {
+    async fn read_answer(
+        &mut self,
+        on_header: &mut impl FnMut(&str, &[u8]),
+    ) -> Result<Answer<'_>, HttpError> {
         self.answer.clear();
         let head = loop {
-            if let Some(head) = parse_head(&self.answer)? {
+            if let Some(head) = parse_head(&self.answer, on_header)? {
                 break head;
             }
             if self.answer.len() >= MAX_ANSWER_BYTES {
@@ -213,10 +227,70 @@ impl PollConnection {
     }
 }
 
+/// A [`PollConnection`] made on first use and made again after an error or
+/// an answer that closes it: one poller's way to its server.
+#[derive(Debug)]
+pub(crate) struct LeanLink {
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    connection: Option<PollConnection>,
+}
+
+impl LeanLink {
+    /// A link to `server` whose connections leave from `source`.
+    pub(crate) fn new(server: SocketAddr, source: Option<IpAddr>) -> LeanLink {
+        LeanLink {
+            server,
+            source,
+            connection: None,
+        }
+    }
+
+    /// Makes one exchange (see [`PollConnection::exchange_with`]) and returns
+    /// what `read` makes of the answer, which borrows the connection's buffer.
+    pub(crate) async fn exchange<T>(
+        &mut self,
+        write_request: impl FnOnce(&mut Vec<u8>),
+        on_header: impl FnMut(&str, &[u8]),
+        read: impl FnOnce(&Answer<'_>) -> T,
+    ) -> Result<T, HttpError> {
+        let connection = &mut self.connection;
+        let open = match connection {
+            Some(open) => open,
+            None => connection.insert(PollConnection::open(self.server, self.source).await?),
+        };
+        match open.exchange_with(write_request, on_header).await {
+            Ok(answer) => {
+                let keep_alive = answer.keep_alive;
+                let value = read(&answer);
+                if !keep_alive {
+                    *connection = None;
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                *connection = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops the connection (after a poll that hung, say), so the next
+    /// exchange makes a new one.
+    pub(crate) fn forget_connection(&mut self) {
+        self.connection = None;
+    }
+}
+
 /// Parses an answer's head from the start of `bytes`: `None` while it is
 /// incomplete. Only what a poll answer may be is accepted: HTTP/1.1 or 1.0,
-/// a final status, a `Content-Length` and no `Transfer-Encoding`.
-fn parse_head(bytes: &[u8]) -> Result<Option<AnswerHead>, HttpError> {
+/// a final status, a `Content-Length` (or a status that never has a body)
+/// and no `Transfer-Encoding`. Once the head is whole, each of its headers
+/// is shown to `on_header`.
+fn parse_head(
+    bytes: &[u8],
+    on_header: &mut impl FnMut(&str, &[u8]),
+) -> Result<Option<AnswerHead>, HttpError> {
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -237,6 +311,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<AnswerHead>, HttpError> {
     let mut keep_alive = response.version == Some(1);
     let mut body_length: Option<usize> = None;
     for header in response.headers.iter() {
+        on_header(header.name, header.value);
         if header.name.eq_ignore_ascii_case("content-length") {
             let length = parse_content_length(header.value)?;
             if body_length.is_some_and(|earlier| earlier != length) {
@@ -259,6 +334,11 @@ fn parse_head(bytes: &[u8]) -> Result<Option<AnswerHead>, HttpError> {
                 }
             }
         }
+    }
+    // A 204 or 304 answer never has a body, whatever its headers say
+    // (RFC 9112, 6.3); Nchan answers 304 to a subscriber now and then.
+    if status == 204 || status == 304 {
+        body_length = Some(0);
     }
     let body_length = body_length.ok_or(HttpError::Unsupported {
         reason: "an answer without Content-Length",
@@ -356,10 +436,11 @@ mod tests {
         let prefix = RequestPrefix::new("/poll", "test:1");
         let mut connection = PollConnection::open(server, None).await.unwrap();
         for want in expected {
-            let got =
-                tokio::time::timeout(Duration::from_secs(10), connection.exchange(&prefix, BODY))
-                    .await
-                    .expect("an exchange ends within 10 s");
+            let exchange =
+                connection.exchange_with(|request| prefix.write_request(BODY, request), |_, _| {});
+            let got = tokio::time::timeout(Duration::from_secs(10), exchange)
+                .await
+                .expect("an exchange ends within 10 s");
             assert_eq!(describe(got), *want);
         }
     }
@@ -455,6 +536,47 @@ mod tests {
             &["error: answer of 100000044 bytes is over the limit of 16777216"],
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn bodiless_statuses_need_no_content_length() {
+        check(
+            vec![
+                vec![b"HTTP/1.1 304 Not Modified\r\nEtag: 3\r\n\r\n"],
+                vec![b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"],
+                vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"],
+            ],
+            &["304 keep ", "304 keep ", "200 keep {}"],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn every_header_of_the_answer_is_shown_once() {
+        let server = serve(vec![vec![
+            b"HTTP/1.1 200 OK\r\nLast-Modified: Wed, 25 Nov 2026 16:58:35 GMT\r\n",
+            b"Content-Length: 2\r\nEtag: 7\r\n\r\n{}",
+        ]])
+        .await;
+        let prefix = RequestPrefix::new("/poll", "test:1");
+        let mut connection = PollConnection::open(server, None).await.unwrap();
+        let mut seen = Vec::new();
+        let answer = connection
+            .exchange_with(
+                |request| prefix.write_request(BODY, request),
+                |name, value| seen.push(format!("{name}={}", String::from_utf8_lossy(value))),
+            )
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body), (200, &b"{}"[..]));
+        assert_eq!(
+            seen,
+            [
+                "Last-Modified=Wed, 25 Nov 2026 16:58:35 GMT",
+                "Content-Length=2",
+                "Etag=7"
+            ]
+        );
     }
 
     #[tokio::test]

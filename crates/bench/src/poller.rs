@@ -6,6 +6,9 @@
 //! bitmap over the seqs since the first poll tells missing, duplicated and
 //! out-of-order events apart. Bench messages also carry the time they were
 //! sent, which gives the delivery latency.
+//!
+//! A poller of an Nchan peer (`nchan`) has no session; the number its bench
+//! messages carry stands for the `seq`, and everything else is the same.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
+use crate::nchan::{self, NchanMessage};
 use crate::transport::{PollError, PollLink};
 
 /// How many error messages a worker keeps as examples.
@@ -177,12 +181,92 @@ impl PollerState {
     }
 }
 
+/// How a poller follows its channel, by the server it polls.
+pub(crate) enum Subscription {
+    /// A talk session: each poll carries its token and its cursor.
+    Talk {
+        link: PollLink,
+        request: PollRequest,
+    },
+    /// An Nchan subscriber, which names the last message it received.
+    Nchan(nchan::Subscriber),
+}
+
+/// One answer, as a poller takes it in.
+pub(crate) enum Answer {
+    /// A talk poll answer.
+    Talk(PollAnswer),
+    /// An Nchan message, or none when the poll timed out.
+    Nchan(Option<NchanMessage>),
+}
+
+impl Answer {
+    /// True when the server is going away and asks for a pause.
+    fn asks_to_reconnect(&self) -> bool {
+        matches!(self, Answer::Talk(answer) if answer.reconnect)
+    }
+
+    /// True when a poller's first answer tells where its stream starts (an
+    /// Nchan poll that timed out does not).
+    fn starts_stream(&self) -> bool {
+        !matches!(self, Answer::Nchan(None))
+    }
+}
+
+impl Subscription {
+    /// A talk session's polls over `link`, once the session has started.
+    pub(crate) fn talk(link: PollLink) -> Subscription {
+        Subscription::Talk {
+            link,
+            request: PollRequest {
+                token: String::new(),
+                channel: None,
+                cursor: None,
+                wait_ms: None,
+            },
+        }
+    }
+
+    /// Sends one poll and waits at most `limit` for its answer.
+    async fn next(&mut self, limit: Duration) -> Result<Answer, PollError> {
+        let poll = async {
+            match self {
+                Subscription::Talk { link, request } => link.poll(request).await.map(Answer::Talk),
+                Subscription::Nchan(subscriber) => subscriber.next().await.map(Answer::Nchan),
+            }
+        };
+        match tokio::time::timeout(limit, poll).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // A poll that hung may have left its connection mid-answer.
+                match self {
+                    Subscription::Talk { link, .. } => link.forget_connection(),
+                    Subscription::Nchan(subscriber) => subscriber.forget_connection(),
+                }
+                Err(PollError::Timeout)
+            }
+        }
+    }
+
+    /// Moves on past `answer`: a talk poll's next request carries the
+    /// answer's channel and cursor, and `wait_ms`. (An Nchan subscriber has
+    /// moved on already, as it reads the answer.)
+    fn advance(&mut self, answer: Answer, wait_ms: Option<u64>) {
+        if let (Subscription::Talk { request, .. }, Answer::Talk(answer)) = (self, answer) {
+            request.channel = Some(answer.channel);
+            request.cursor = Some(answer.cursor);
+            request.wait_ms = wait_ms;
+        }
+    }
+}
+
 /// Everything a poller task needs to know.
 pub(crate) struct PollerPlan {
     pub(crate) name: String,
     pub(crate) channel: String,
+    /// The client library, for starting a talk session.
     pub(crate) api: Api,
-    pub(crate) link: PollLink,
+    pub(crate) subscription: Subscription,
     pub(crate) wait_ms: Option<u64>,
     pub(crate) poll_limit: Duration,
     /// When to give up starting the session.
@@ -196,28 +280,24 @@ pub(crate) async fn run_poller(
     state: Arc<Mutex<PollerState>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(token) = start_session(&plan, &shared).await else {
-        shared.failed.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    {
-        let mut state = state.lock().expect("poller state lock");
-        state.token = Some(token.clone());
-        state.alive = true;
+    if let Subscription::Talk { .. } = plan.subscription {
+        let Some(token) = start_session(&plan, &shared).await else {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        state.lock().expect("poller state lock").token = Some(token.clone());
+        if let Subscription::Talk { request, .. } = &mut plan.subscription {
+            request.token = token;
+        }
     }
-    let mut request = PollRequest {
-        token,
-        channel: None,
-        cursor: None,
-        wait_ms: None,
-    };
+    state.lock().expect("poller state lock").alive = true;
+    let mut is_first = true;
     let mut first_failures = 0;
     loop {
         let outcome = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
-            outcome = plan.link.poll(&request, plan.poll_limit) => outcome,
+            outcome = plan.subscription.next(plan.poll_limit) => outcome,
         };
-        let is_first = request.cursor.is_none();
         match outcome {
             Ok(answer) => {
                 if is_first && Instant::now() > plan.start_deadline {
@@ -228,13 +308,13 @@ pub(crate) async fn run_poller(
                     return;
                 }
                 take_answer(&shared, &state, &answer, is_first);
-                request.channel = Some(answer.channel);
-                request.cursor = Some(answer.cursor);
-                request.wait_ms = plan.wait_ms;
-                if is_first {
+                let reconnect = answer.asks_to_reconnect();
+                if is_first && answer.starts_stream() {
+                    is_first = false;
                     shared.ready.fetch_add(1, Ordering::Relaxed);
                 }
-                if answer.reconnect {
+                plan.subscription.advance(answer, plan.wait_ms);
+                if reconnect {
                     // The server is going away; a real client pauses too.
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 } else {
@@ -321,29 +401,51 @@ async fn start_session(plan: &PollerPlan, shared: &Shared) -> Option<String> {
 /// window are updated under one lock each, once per answer, with no
 /// allocation. The window's lock is taken inside the state's; nothing takes
 /// them the other way round.
-fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &PollAnswer, is_first: bool) {
+fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_first: bool) {
     let received = now_micros();
     let mut state = state.lock().expect("poller state lock");
     let mut window = shared.window.lock().expect("window lock");
     window.polls += 1;
-    if !is_first && answer.events.is_empty() && !answer.reconnect {
-        window.held_polls += 1;
-    }
-    if is_first {
-        state.started = true;
-        state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-    } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
-        // Lost the thread of the stream: count it and follow the server.
-        state.resets += 1;
-        state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-    } else {
-        for event in &answer.events {
-            state.take(event.seq);
-            if let EventKind::Message { text, .. } = &event.kind {
-                if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
-                    window.deliveries += 1;
-                    window.latency.record(received.saturating_sub(sent));
+    match answer {
+        Answer::Talk(answer) => {
+            if !is_first && answer.events.is_empty() && !answer.reconnect {
+                window.held_polls += 1;
+            }
+            if is_first {
+                state.started = true;
+                state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+            } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
+                // Lost the thread of the stream: count it and follow the server.
+                state.resets += 1;
+                state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
+            } else {
+                for event in &answer.events {
+                    state.take(event.seq);
+                    if let EventKind::Message { text, .. } = &event.kind {
+                        if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
+                            window.deliveries += 1;
+                            window.latency.record(received.saturating_sub(sent));
+                        }
+                    }
                 }
+            }
+        }
+        Answer::Nchan(None) => {
+            if !is_first {
+                window.held_polls += 1;
+            }
+        }
+        Answer::Nchan(Some(message)) => {
+            if is_first {
+                // The first message (number 0, see `nchan`) is the start.
+                state.started = true;
+                state.restart_at("", message.seq);
+            } else {
+                state.take(message.seq);
+                window.deliveries += 1;
+                window
+                    .latency
+                    .record(received.saturating_sub(message.sent_micros));
             }
         }
     }

@@ -5,6 +5,9 @@
 //! `k / rate` seconds) and run concurrently, so a slow answer does not delay
 //! the next send; the server's per-session send limit is respected by
 //! spreading sends over enough sessions per channel.
+//!
+//! Against an Nchan peer, sends are posts to its publisher (`nchan`), and a
+//! message's number within its channel stands for the `seq`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::nchan;
 use crate::poller::bench_text;
 use crate::Error;
 
@@ -25,21 +29,62 @@ const MAX_SENDS_IN_FLIGHT: usize = 4_096;
 /// How often a send refused with `rate_limited` is tried again.
 const RATE_LIMIT_RETRIES: u32 = 5;
 
-/// The sender sessions of a run.
-///
-/// The server ends a session that has had no poll for its grace period
-/// (sends do not count), so each sender session also keeps a poll open.
+/// The senders of a run.
 pub(crate) struct Senders {
-    /// Tells the senders' keep-alive polls to stop.
-    stop_polls: watch::Sender<bool>,
-    api: Api,
+    publisher: Arc<Publisher>,
     run_id: String,
-    /// Per channel index, the tokens of its sender sessions.
-    tokens: Vec<Vec<String>>,
+    n_channels: usize,
     /// Per channel index, the highest seq the server acknowledged.
     acked: Arc<Mutex<Vec<u64>>>,
     /// The number of the next bench message.
     next_message: u64,
+}
+
+/// How messages reach the server.
+enum Publisher {
+    /// Talk sender sessions. The server ends a session that has had no poll
+    /// for its grace period (sends do not count), so each sender session
+    /// also keeps a poll open.
+    Talk {
+        api: Api,
+        /// Per channel index, the tokens of its sender sessions.
+        tokens: Vec<Vec<String>>,
+        /// Tells the senders' keep-alive polls to stop.
+        stop_polls: watch::Sender<bool>,
+    },
+    /// An Nchan publisher.
+    Nchan(nchan::Publisher),
+}
+
+impl Publisher {
+    /// Sends bench message `number`, the `turn`-th of its channel (from 0),
+    /// and returns the seq the server gave it.
+    async fn send(
+        &self,
+        channel_index: usize,
+        turn: u64,
+        run_id: &str,
+        number: u64,
+        stats: &Mutex<SendStats>,
+    ) -> Result<u64, String> {
+        match self {
+            Publisher::Talk { api, tokens, .. } => {
+                let sessions = &tokens[channel_index];
+                let token = &sessions[turn as usize % sessions.len()];
+                let id = format!("b{run_id}m{number}");
+                send_with_retries(api, token, &id, run_id, number, stats).await
+            }
+            Publisher::Nchan(publisher) => {
+                // Numbered within the channel, after its first message (0),
+                // so that each channel's numbers follow on with no gap.
+                let seq = turn + 1;
+                publisher
+                    .publish(channel_index, bench_text(run_id, seq))
+                    .await
+                    .map(|()| seq)
+            }
+        }
+    }
 }
 
 /// What one burst of sending did.
@@ -88,14 +133,44 @@ impl Senders {
                 stop_receiver.clone(),
             ));
         }
-        Ok(Senders {
-            stop_polls,
+        let publisher = Publisher::Talk {
             api,
-            run_id: run_id.to_owned(),
-            acked: Arc::new(Mutex::new(vec![0; channels.len()])),
             tokens,
+            stop_polls,
+        };
+        Ok(Senders::with(publisher, run_id, channels.len()))
+    }
+
+    /// An Nchan publisher to `channels` of the server at `base_url`, which
+    /// publishes each channel's first message (number 0) at once: the
+    /// message every poller gets first (see `nchan`).
+    pub(crate) async fn start_nchan(
+        base_url: &str,
+        run_id: &str,
+        channels: &[String],
+    ) -> Result<Senders, Error> {
+        let publisher = nchan::Publisher::new(base_url, channels);
+        for channel_index in 0..channels.len() {
+            publisher
+                .publish(channel_index, bench_text(run_id, 0))
+                .await
+                .map_err(Error::Publish)?;
+        }
+        Ok(Senders::with(
+            Publisher::Nchan(publisher),
+            run_id,
+            channels.len(),
+        ))
+    }
+
+    fn with(publisher: Publisher, run_id: &str, n_channels: usize) -> Senders {
+        Senders {
+            publisher: Arc::new(publisher),
+            run_id: run_id.to_owned(),
+            n_channels,
+            acked: Arc::new(Mutex::new(vec![0; n_channels])),
             next_message: 1,
-        })
+        }
     }
 
     /// Per channel index, the highest seq acknowledged so far.
@@ -118,7 +193,7 @@ impl Senders {
         }));
         let permits = Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT));
         let mut sends = JoinSet::new();
-        let n_channels = self.tokens.len() as u64;
+        let n_channels = self.n_channels as u64;
         let began = Instant::now();
         let mut last_send = began;
         for k in 0..count {
@@ -137,16 +212,16 @@ impl Senders {
             let number = self.next_message;
             self.next_message += 1;
             let channel_index = (k % n_channels) as usize;
-            let sessions = &self.tokens[channel_index];
-            let token = sessions[((k / n_channels) as usize) % sessions.len()].clone();
-            let api = self.api.clone();
+            let turn = k / n_channels;
+            let publisher = self.publisher.clone();
             let run_id = self.run_id.clone();
             let acked = self.acked.clone();
             let stats = stats.clone();
             sends.spawn(async move {
                 let _permit = permit;
-                let id = format!("b{run_id}m{number}");
-                let outcome = send_with_retries(&api, &token, &id, &run_id, number, &stats).await;
+                let outcome = publisher
+                    .send(channel_index, turn, &run_id, number, &stats)
+                    .await;
                 let mut stats = stats.lock().expect("stats lock");
                 match outcome {
                     Ok(seq) => {
@@ -180,11 +255,18 @@ impl Senders {
         stats
     }
 
-    /// Ends the sender sessions.
+    /// Ends the sender sessions (an Nchan publisher has none).
     pub(crate) async fn leave(&self) {
-        let _ = self.stop_polls.send(true);
-        for token in self.tokens.iter().flatten() {
-            let _ = self.api.leave(token).await;
+        if let Publisher::Talk {
+            api,
+            tokens,
+            stop_polls,
+        } = &*self.publisher
+        {
+            let _ = stop_polls.send(true);
+            for token in tokens.iter().flatten() {
+                let _ = api.leave(token).await;
+            }
         }
     }
 }

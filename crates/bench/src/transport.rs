@@ -8,6 +8,9 @@
 //! connection with its connection task, cost about as much as the server's
 //! own answer (see BENCHMARKS.md). Both speak the protocol crate's types, so
 //! what is measured is the same protocol.
+//!
+//! The bench may also drive another server than talk ([`Peer`]); its
+//! protocol is in its own module (`nchan`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -16,7 +19,20 @@ use serde::{Deserialize, Serialize};
 use talk_client::Api;
 use talk_protocol::{ErrorBody, PollAnswer, PollRequest};
 
-use crate::poll_connection::{HttpError, PollConnection, RequestPrefix};
+use crate::poll_connection::{HttpError, LeanLink, RequestPrefix};
+
+/// Which server the bench drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// A talk server, with talk's protocol.
+    #[default]
+    Talk,
+    /// An nginx with the Nchan pub/sub module (`crates/bench/nchan/`), to
+    /// compare talk with under the same load: long-poll subscribers on
+    /// `/sub/<channel>`, a publisher on `/pub/<channel>`. Fan-out only.
+    Nchan,
+}
 
 /// Which HTTP stack pollers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,63 +100,34 @@ impl PollError {
 pub(crate) enum PollLink {
     /// A lean connection, made on first use and remade after an error.
     Raw {
-        server: SocketAddr,
-        source: Option<IpAddr>,
         /// The fixed start of every poll request, shared by a group.
         prefix: RequestPrefix,
-        connection: Option<PollConnection>,
+        link: LeanLink,
     },
     /// The shared client library.
     Api(Api),
 }
 
 impl PollLink {
-    /// Sends one poll and waits at most `limit` for its answer.
-    pub(crate) async fn poll(
-        &mut self,
-        request: &PollRequest,
-        limit: Duration,
-    ) -> Result<PollAnswer, PollError> {
-        let outcome = tokio::time::timeout(limit, self.poll_unbounded(request)).await;
-        match outcome {
-            Ok(result) => result,
-            Err(_) => {
-                // A poll that hung may have left its connection mid-answer.
-                self.forget_connection();
-                Err(PollError::Timeout)
-            }
-        }
-    }
-
     /// Drops the raw connection, so the next poll makes a new one.
     pub(crate) fn forget_connection(&mut self) {
-        if let PollLink::Raw { connection, .. } = self {
-            *connection = None;
+        if let PollLink::Raw { link, .. } = self {
+            link.forget_connection();
         }
     }
 
-    async fn poll_unbounded(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
+    /// Sends one poll and waits for its answer, however long it takes.
+    pub(crate) async fn poll(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
         match self {
             PollLink::Api(api) => Ok(api.poll(request).await?),
-            PollLink::Raw {
-                server,
-                source,
-                prefix,
-                connection,
-            } => {
+            PollLink::Raw { prefix, link } => {
                 let body = talk_protocol::to_json(request);
-                let open = match connection {
-                    Some(open) => open,
-                    None => connection.insert(PollConnection::open(*server, *source).await?),
-                };
-                let (decoded, keep_alive) = match open.exchange(prefix, &body).await {
-                    Ok(answer) => (decode_answer(answer.status, answer.body), answer.keep_alive),
-                    Err(error) => (Err(error.into()), false),
-                };
-                if !keep_alive {
-                    *connection = None;
-                }
-                decoded
+                link.exchange(
+                    |bytes| prefix.write_request(&body, bytes),
+                    |_, _| {},
+                    |answer| decode_answer(answer.status, answer.body),
+                )
+                .await?
             }
         }
     }
@@ -174,10 +161,8 @@ pub(crate) fn poll_link(
     match transport {
         PollTransport::Api => PollLink::Api(shared_api.clone()),
         PollTransport::Raw => PollLink::Raw {
-            server,
-            source,
             prefix: prefix.clone(),
-            connection: None,
+            link: LeanLink::new(server, source),
         },
     }
 }

@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::histogram::{Histogram, SparseHistogram};
-use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Window};
-use crate::transport::{api_from, poll_link, poll_request_prefix, PollTransport};
+use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Subscription, Window};
+use crate::transport::{api_from, poll_link, poll_request_prefix, Peer, PollTransport};
 use crate::Error;
 
 /// What a group of pollers is to do.
@@ -42,7 +42,11 @@ pub struct GroupSpec {
     pub pollers: usize,
     /// Session starts per second for this group.
     pub ramp_per_second: f64,
-    /// The HTTP stack of the polls.
+    /// The server the pollers poll.
+    #[serde(default)]
+    pub peer: Peer,
+    /// The HTTP stack of the polls (talk only; Nchan subscribers always
+    /// use the lean connection).
     pub transport: PollTransport,
     /// `wait_ms` of every poll after the first; absent for the server's timeout.
     pub wait_ms: Option<u64>,
@@ -211,6 +215,13 @@ impl Group {
             PollTransport::Raw => start_api.clone(),
         };
         let prefix = poll_request_prefix(server);
+        let host = server.to_string();
+        let nchan_starts: Vec<Arc<[u8]>> = spec
+            .channels
+            .iter()
+            .map(|channel| crate::nchan::request_start(channel, &host))
+            .collect();
+        let run_id: Arc<str> = spec.run_id.as_str().into();
         let shared = Arc::new(Shared {
             run_id: spec.run_id.clone(),
             window: Mutex::new(Window::default()),
@@ -228,11 +239,26 @@ impl Group {
             let channel_index = index % spec.channels.len();
             let state = Arc::new(Mutex::new(PollerState::new(channel_index)));
             states.push(state.clone());
+            let subscription = match spec.peer {
+                Peer::Talk => Subscription::talk(poll_link(
+                    spec.transport,
+                    server,
+                    spec.source_ip,
+                    &prefix,
+                    &poll_api,
+                )),
+                Peer::Nchan => Subscription::Nchan(crate::nchan::Subscriber::new(
+                    server,
+                    spec.source_ip,
+                    nchan_starts[channel_index].clone(),
+                    run_id.clone(),
+                )),
+            };
             let plan = PollerPlan {
                 name: format!("b{}{index}", spec.run_id),
                 channel: spec.channels[channel_index].clone(),
                 api: start_api.clone(),
-                link: poll_link(spec.transport, server, spec.source_ip, &prefix, &poll_api),
+                subscription,
                 wait_ms: spec.wait_ms,
                 poll_limit,
                 start_deadline,

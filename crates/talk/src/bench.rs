@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use talk_bench::{
-    CapacityConfig, FanoutConfig, PollTransport, Scenario, Target, ThroughputConfig, WorkerProgram,
+    CapacityConfig, FanoutConfig, Peer, PollTransport, Scenario, Target, ThroughputConfig,
+    WorkerProgram,
 };
 
 /// Drives a running talk server and measures it. Prints a summary for people
@@ -40,7 +41,13 @@ struct TargetArgs {
     /// The server's base URL.
     #[arg(long, env = "TALK_BENCH_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
-    /// The server's process id, to report its memory and CPU from /proc.
+    /// Which server is at the URL: talk, or Nchan (the nginx pub/sub module,
+    /// configured as in crates/bench/nchan/nginx.conf) to compare talk with;
+    /// Nchan takes the fan-out scenario only.
+    #[arg(long, value_enum, default_value_t = PeerArg::Talk)]
+    peer: PeerArg,
+    /// The server's process id, to report its memory and CPU from /proc
+    /// (for nginx, its worker process).
     #[arg(long)]
     server_pid: Option<u32>,
     /// Worker processes that hold the pollers (each may open as many sockets
@@ -72,6 +79,12 @@ struct TargetArgs {
     /// Seconds to wait for the last deliveries after the last send.
     #[arg(long, default_value_t = 30.0)]
     drain_secs: f64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PeerArg {
+    Talk,
+    Nchan,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,6 +156,10 @@ impl TargetArgs {
         });
         Target {
             base_url: self.url,
+            peer: match self.peer {
+                PeerArg::Talk => Peer::Talk,
+                PeerArg::Nchan => Peer::Nchan,
+            },
             server_pid: self.server_pid,
             workers: self.workers,
             worker_program,

@@ -13,6 +13,7 @@ use super::{
     Target,
 };
 use crate::sender::{SendStats, Senders};
+use crate::transport::Peer;
 use crate::Error;
 
 /// The sizes of a fan-out run.
@@ -65,14 +66,20 @@ pub(super) async fn run(
     let poll_limit = probe(target, run_id).await?;
     let channels = vec![format!("bf{run_id}")];
     let rate = 1.0 / config.interval.as_secs_f64();
-    // Senders go first, so their joins are history for the pollers.
-    let mut senders = Senders::start(
-        target.coordinator_api(),
-        run_id,
-        &channels,
-        senders_per_channel(rate, target.sends_per_session),
-    )
-    .await?;
+    // Senders go first, so their joins (or an Nchan channel's first
+    // message) are history for the pollers.
+    let mut senders = match target.peer {
+        Peer::Talk => {
+            Senders::start(
+                target.coordinator_api(),
+                run_id,
+                &channels,
+                senders_per_channel(rate, target.sends_per_session),
+            )
+            .await?
+        }
+        Peer::Nchan => Senders::start_nchan(&target.base_url, run_id, &channels).await?,
+    };
     let (mut fleet, ramp_report) = super::launch_pollers(
         target,
         run_id,

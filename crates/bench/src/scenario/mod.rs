@@ -17,7 +17,7 @@ pub use throughput::ThroughputConfig;
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::process::{ProcessSample, Usage};
-use crate::transport::PollTransport;
+use crate::transport::{Peer, PollTransport};
 use crate::worker::{GroupReport, WorkerProgram};
 use crate::Error;
 
@@ -26,6 +26,8 @@ use crate::Error;
 pub struct Target {
     /// The server's base URL, `http://host:port`.
     pub base_url: String,
+    /// Which server it is: talk, or a peer to compare talk with.
+    pub peer: Peer,
     /// The server's process id, to read its memory and CPU from `/proc`.
     pub server_pid: Option<u32>,
     /// Worker processes for the pollers; 0 runs them in this process.
@@ -101,6 +103,11 @@ pub struct Outcome {
 pub async fn run(target: &Target, scenario: &Scenario) -> Result<Outcome, Error> {
     target.validate()?;
     crate::raise_open_files_limit();
+    if target.peer != Peer::Talk && !matches!(scenario, Scenario::Fanout(_)) {
+        return Err(Error::Config(
+            "only the fan-out scenario can drive a peer other than talk".into(),
+        ));
+    }
     let run_id = new_run_id();
     let load_before = load_average();
     let mut outcome = match scenario {
@@ -114,11 +121,17 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<Outcome, Error>
     if let Ok(serde_json::Value::Object(mut fields)) =
         serde_json::from_str::<serde_json::Value>(&outcome.json)
     {
+        fields.insert("peer".into(), serde_json::json!(target.peer));
         fields.insert(
             "load_average".into(),
             serde_json::json!({ "before": load_before, "after": load_after }),
         );
         outcome.json = serde_json::Value::Object(fields).to_string();
+    }
+    if target.peer != Peer::Talk {
+        outcome
+            .summary
+            .push_str(&format!("\n  peer: {:?}", target.peer));
     }
     outcome.summary.push_str(&format!(
         "\n  machine load average (1 min): {} before, {} after",
@@ -153,7 +166,11 @@ fn new_run_id() -> String {
 
 /// Starts and ends a session, to check the server answers and learn its
 /// poll timeout; returns how long one poll may take before it is an error.
+/// An Nchan peer has no sessions; its poll timeout is the configuration's.
 async fn probe(target: &Target, run_id: &str) -> Result<Duration, Error> {
+    if target.peer == Peer::Nchan {
+        return Ok(poll_limit(crate::nchan::SUBSCRIBER_TIMEOUT));
+    }
     let api = target.coordinator_api();
     let answer = api
         .start(Some(&format!("p{run_id}")), None, None)
@@ -164,8 +181,13 @@ async fn probe(target: &Target, run_id: &str) -> Result<Duration, Error> {
         .wait_ms
         .unwrap_or(answer.poll_timeout_ms)
         .min(answer.poll_timeout_ms);
+    Ok(poll_limit(Duration::from_millis(held)))
+}
+
+/// How long a poll held for `held` may take before it is an error.
+fn poll_limit(held: Duration) -> Duration {
     // The server adds up to 10% jitter; a loaded server may answer late.
-    Ok(Duration::from_millis(held + held / 5) + Duration::from_secs(15))
+    held + held / 5 + Duration::from_secs(15)
 }
 
 /// Latency percentiles in milliseconds.
