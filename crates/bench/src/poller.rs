@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talk_client::Api;
-use talk_protocol::{EventKind, PollAnswer, PollRequest};
+use talk_protocol::PollRequest;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
 use crate::nchan::{self, NchanMessage};
-use crate::transport::{PollError, PollLink};
+use crate::transport::{BenchAnswer, PollError, PollLink};
 
 /// How many error messages a worker keeps as examples.
 const ERROR_SAMPLES: usize = 5;
@@ -195,7 +195,7 @@ pub(crate) enum Subscription {
 /// One answer, as a poller takes it in.
 pub(crate) enum Answer {
     /// A talk poll answer.
-    Talk(PollAnswer),
+    Talk(BenchAnswer),
     /// An Nchan message, or none when the poll timed out.
     Nchan(Option<NchanMessage>),
 }
@@ -228,10 +228,12 @@ impl Subscription {
     }
 
     /// Sends one poll and waits at most `limit` for its answer.
-    async fn next(&mut self, limit: Duration) -> Result<Answer, PollError> {
+    async fn next(&mut self, limit: Duration, run_id: &str) -> Result<Answer, PollError> {
         let poll = async {
             match self {
-                Subscription::Talk { link, request } => link.poll(request).await.map(Answer::Talk),
+                Subscription::Talk { link, request } => {
+                    link.poll(request, run_id).await.map(Answer::Talk)
+                }
                 Subscription::Nchan(subscriber) => subscriber.next().await.map(Answer::Nchan),
             }
         };
@@ -296,7 +298,7 @@ pub(crate) async fn run_poller(
     loop {
         let outcome = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
-            outcome = plan.subscription.next(plan.poll_limit) => outcome,
+            outcome = plan.subscription.next(plan.poll_limit, &shared.run_id) => outcome,
         };
         match outcome {
             Ok(answer) => {
@@ -414,18 +416,16 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
             if is_first {
                 state.started = true;
                 state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-            } else if answer.reset.is_some() || answer.cursor.epoch != state.epoch {
+            } else if answer.reset || answer.cursor.epoch != state.epoch {
                 // Lost the thread of the stream: count it and follow the server.
                 state.resets += 1;
                 state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
             } else {
                 for event in &answer.events {
                     state.take(event.seq);
-                    if let EventKind::Message { text, .. } = &event.kind {
-                        if let Some((_, sent)) = parse_bench_text(&shared.run_id, text) {
-                            window.deliveries += 1;
-                            window.latency.record(received.saturating_sub(sent));
-                        }
+                    if let Some(sent) = event.sent_micros {
+                        window.deliveries += 1;
+                        window.latency.record(received.saturating_sub(sent));
                     }
                 }
             }

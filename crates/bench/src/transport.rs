@@ -12,14 +12,16 @@
 //! The bench may also drive another server than talk ([`Peer`]); its
 //! protocol is in its own module (`nchan`).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use talk_client::Api;
-use talk_protocol::{ErrorBody, PollAnswer, PollRequest};
+use talk_protocol::{Cursor, ErrorBody, PollAnswer, PollRequest, Reset};
 
 use crate::poll_connection::{HttpError, LeanLink, RequestPrefix};
+use crate::poller::parse_bench_text;
 
 /// Which server the bench drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -117,15 +119,20 @@ impl PollLink {
     }
 
     /// Sends one poll and waits for its answer, however long it takes.
-    pub(crate) async fn poll(&mut self, request: &PollRequest) -> Result<PollAnswer, PollError> {
+    /// `run_id` tells this run's bench messages from others.
+    pub(crate) async fn poll(
+        &mut self,
+        request: &PollRequest,
+        run_id: &str,
+    ) -> Result<BenchAnswer, PollError> {
         match self {
-            PollLink::Api(api) => Ok(api.poll(request).await?),
+            PollLink::Api(api) => Ok(BenchAnswer::from_answer(api.poll(request).await?, run_id)),
             PollLink::Raw { prefix, link } => {
                 let body = talk_protocol::to_json(request);
                 link.exchange(
                     |bytes| prefix.write_request(&body, bytes),
                     |_, _| {},
-                    |answer| decode_answer(answer.status, answer.body),
+                    |answer| decode_answer(answer.status, answer.body, run_id),
                 )
                 .await?
             }
@@ -133,13 +140,124 @@ impl PollLink {
     }
 }
 
-fn decode_answer(status: u16, bytes: &[u8]) -> Result<PollAnswer, PollError> {
+/// A poll answer as a poller takes it in: what completeness and latency
+/// are told from, nothing more.
+#[derive(Debug, PartialEq)]
+pub(crate) struct BenchAnswer {
+    pub(crate) channel: String,
+    pub(crate) cursor: Cursor,
+    pub(crate) events: Vec<BenchEvent>,
+    /// The answer replaces the client's view (`reset` is present).
+    pub(crate) reset: bool,
+    pub(crate) reconnect: bool,
+}
+
+/// One event of a [`BenchAnswer`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct BenchEvent {
+    pub(crate) seq: u64,
+    /// When it was sent, if it is a bench message of this run.
+    pub(crate) sent_micros: Option<u64>,
+}
+
+impl BenchAnswer {
+    /// The bench's view of an answer the client library decoded.
+    fn from_answer(answer: PollAnswer, run_id: &str) -> BenchAnswer {
+        let events = answer
+            .events
+            .iter()
+            .map(|event| BenchEvent {
+                seq: event.seq,
+                sent_micros: event
+                    .message_text()
+                    .and_then(|text| parse_bench_text(run_id, text))
+                    .map(|(_, sent)| sent),
+            })
+            .collect();
+        BenchAnswer {
+            channel: answer.channel,
+            cursor: answer.cursor,
+            events,
+            reset: answer.reset.is_some(),
+            reconnect: answer.reconnect,
+        }
+    }
+}
+
+/// The fields of a poll answer the bench reads, borrowed from its body.
+///
+/// The protocol's `Event` flattens its kind, so serde first copies every
+/// event into a map of its own. A bench core must take answers in for less
+/// than the server spends making them, so the bench reads only the fields
+/// it needs; unknown fields are skipped, as the protocol allows.
+#[derive(Deserialize)]
+struct AnswerFields<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    cursor: Cursor,
+    #[serde(borrow)]
+    events: Vec<EventFields<'a>>,
+    #[serde(default)]
+    reset: Option<Reset>,
+    #[serde(default)]
+    reconnect: bool,
+}
+
+#[derive(Deserialize)]
+struct EventFields<'a> {
+    seq: u64,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow, deserialize_with = "borrowed_text")]
+    text: Option<Cow<'a, str>>,
+}
+
+/// A text borrowed from the body when it has no escapes, as no bench
+/// message has (serde's own `Option<Cow<str>>` always copies).
+fn borrowed_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> serde::de::Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(text))
+        }
+        fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(text.to_owned()))
+        }
+    }
+    deserializer.deserialize_str(Text).map(Some)
+}
+
+fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer, PollError> {
     let decode_error = |error: serde_json::Error| PollError::Decode {
         status,
         reason: error.to_string(),
     };
     if status == 200 {
-        talk_protocol::from_json(bytes).map_err(decode_error)
+        let fields: AnswerFields = talk_protocol::from_json(bytes).map_err(decode_error)?;
+        let events = fields
+            .events
+            .iter()
+            .map(|event| BenchEvent {
+                seq: event.seq,
+                sent_micros: match (&*event.kind, &event.text) {
+                    ("message", Some(text)) => parse_bench_text(run_id, text).map(|(_, sent)| sent),
+                    _ => None,
+                },
+            })
+            .collect();
+        Ok(BenchAnswer {
+            channel: fields.channel.into_owned(),
+            cursor: fields.cursor,
+            events,
+            reset: fields.reset.is_some(),
+            reconnect: fields.reconnect,
+        })
     } else {
         let body: ErrorBody = talk_protocol::from_json(bytes).map_err(decode_error)?;
         Err(PollError::Server {
@@ -201,7 +319,7 @@ mod tests {
 
     /// Decodes `body` as an answer with `status` and says what came of it.
     fn check(status: u16, body: &str, expected: &str) {
-        let got = match decode_answer(status, body.as_bytes()) {
+        let got = match decode_answer(status, body.as_bytes(), "r1") {
             Ok(answer) => format!("{} events, cursor {}", answer.events.len(), answer.cursor),
             Err(error) => format!("{}: {error}", error.kind()),
         };
@@ -230,5 +348,47 @@ mod tests {
             r#"{"channel":"lobby"}"#,
             "decode: undecodable answer (status 200): missing field `cursor` at line 1 column 19",
         );
+    }
+
+    #[test]
+    fn the_lean_decoding_reads_what_the_protocol_types_read() {
+        use talk_protocol::{Event, EventKind};
+        let event = |seq, kind| Event {
+            seq,
+            ts: 1,
+            from: "ada".into(),
+            color: "ff8800".into(),
+            kind,
+        };
+        let message = |text: &str| EventKind::Message {
+            text: text.into(),
+            id: "x".into(),
+        };
+        let answer = PollAnswer {
+            channel: "lobby".into(),
+            cursor: "e1:9".parse().unwrap(),
+            events: vec![
+                event(5, message("bench r1 1 1000")),
+                event(6, EventKind::Join),
+                // Escaped, so not borrowed; still read.
+                event(7, message("bench r1 2 2000\n")),
+                event(8, message("bench r2 3 3000")),
+                event(
+                    9,
+                    EventKind::Me {
+                        text: "bench r1 4 4000".into(),
+                        id: "y".into(),
+                    },
+                ),
+            ],
+            reset: Some(Reset::Gap),
+            reconnect: true,
+        };
+        let json = talk_protocol::to_json(&answer);
+        let lean = decode_answer(200, &json, "r1").unwrap();
+        assert_eq!(lean, BenchAnswer::from_answer(answer, "r1"));
+        let stamps: Vec<_> = lean.events.iter().map(|event| event.sent_micros).collect();
+        assert_eq!(stamps, [Some(1000), None, Some(2000), None, None]);
+        assert!(lean.reset && lean.reconnect);
     }
 }
