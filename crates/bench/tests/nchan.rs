@@ -67,6 +67,24 @@ fn nginx_with_nchan() -> Option<PathBuf> {
     nginx
 }
 
+/// A bench target of an Nchan at `base_url`, with pollers in this process.
+fn nchan_target(base_url: String, drain: Duration) -> Target {
+    Target {
+        base_url,
+        peer: Peer::Nchan,
+        server_pid: None,
+        workers: 0,
+        worker_program: None,
+        source_ips: Vec::new(),
+        transport: PollTransport::Raw,
+        ramp_per_second: 1_000.0,
+        wait_ms: None,
+        sends_per_session: 4.0,
+        leave_at_end: true,
+        drain,
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -126,20 +144,10 @@ async fn a_fanout_through_nchan_loses_nothing() {
         return;
     };
     let server = Nginx::start(&nginx);
-    let target = Target {
-        base_url: format!("http://127.0.0.1:{}", server.port),
-        peer: Peer::Nchan,
-        server_pid: None,
-        workers: 0,
-        worker_program: None,
-        source_ips: Vec::new(),
-        transport: PollTransport::Raw,
-        ramp_per_second: 1_000.0,
-        wait_ms: None,
-        sends_per_session: 4.0,
-        leave_at_end: true,
-        drain: Duration::from_secs(20),
-    };
+    let target = nchan_target(
+        format!("http://127.0.0.1:{}", server.port),
+        Duration::from_secs(20),
+    );
     let pollers = 200;
     let messages = 20;
     let scenario = Scenario::Fanout(FanoutConfig {
@@ -172,20 +180,7 @@ async fn a_fanout_through_nchan_loses_nothing() {
 /// A talk-only scenario is refused against Nchan rather than run wrong.
 #[tokio::test]
 async fn only_fanout_drives_nchan() {
-    let target = Target {
-        base_url: "http://127.0.0.1:9".into(),
-        peer: Peer::Nchan,
-        server_pid: None,
-        workers: 0,
-        worker_program: None,
-        source_ips: Vec::new(),
-        transport: PollTransport::Raw,
-        ramp_per_second: 1_000.0,
-        wait_ms: None,
-        sends_per_session: 4.0,
-        leave_at_end: true,
-        drain: Duration::from_secs(1),
-    };
+    let target = nchan_target("http://127.0.0.1:9".into(), Duration::from_secs(1));
     let scenario = Scenario::Capacity(talk_bench::CapacityConfig {
         pollers: 1,
         channels: 1,
