@@ -12,7 +12,6 @@
 //! The bench may also drive another server than talk ([`Peer`]); its
 //! protocol is in its own module (`nchan`).
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -168,10 +167,7 @@ impl BenchAnswer {
             .iter()
             .map(|event| BenchEvent {
                 seq: event.seq,
-                sent_micros: event
-                    .message_text()
-                    .and_then(|text| parse_bench_text(run_id, text))
-                    .map(|(_, sent)| sent),
+                sent_micros: sent_micros(run_id, event.message_text()),
             })
             .collect();
         BenchAnswer {
@@ -184,19 +180,22 @@ impl BenchAnswer {
     }
 }
 
-/// The fields of a poll answer the bench reads, borrowed from its body.
+/// When a bench message of run `run_id` was sent, read from a message's text.
+fn sent_micros(run_id: &str, message_text: Option<&str>) -> Option<u64> {
+    parse_bench_text(run_id, message_text?).map(|(_, sent)| sent)
+}
+
+/// The fields of a poll answer the bench reads.
 ///
 /// The protocol's `Event` flattens its kind, so serde first copies every
 /// event into a map of its own. A bench core must take answers in for less
 /// than the server spends making them, so the bench reads only the fields
 /// it needs; unknown fields are skipped, as the protocol allows.
 #[derive(Deserialize)]
-struct AnswerFields<'a> {
-    #[serde(borrow)]
-    channel: Cow<'a, str>,
+struct AnswerFields {
+    channel: String,
     cursor: Cursor,
-    #[serde(borrow)]
-    events: Vec<EventFields<'a>>,
+    events: Vec<EventFields>,
     #[serde(default)]
     reset: Option<Reset>,
     #[serde(default)]
@@ -204,33 +203,21 @@ struct AnswerFields<'a> {
 }
 
 #[derive(Deserialize)]
-struct EventFields<'a> {
+struct EventFields {
     seq: u64,
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow, deserialize_with = "borrowed_text")]
-    text: Option<Cow<'a, str>>,
+    #[serde(rename = "type")]
+    kind: EventType,
+    #[serde(default)]
+    text: Option<String>,
 }
 
-/// A text borrowed from the body when it has no escapes, as no bench
-/// message has (serde's own `Option<Cow<str>>` always copies).
-fn borrowed_text<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct Text;
-    impl<'de> serde::de::Visitor<'de> for Text {
-        type Value = Cow<'de, str>;
-        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-            formatter.write_str("a string")
-        }
-        fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(text))
-        }
-        fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(text.to_owned()))
-        }
-    }
-    deserializer.deserialize_str(Text).map(Some)
+/// An event's `type`, as far as the bench tells types apart.
+#[derive(Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum EventType {
+    Message,
+    #[serde(other)]
+    Other,
 }
 
 fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer, PollError> {
@@ -245,14 +232,17 @@ fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer,
             .iter()
             .map(|event| BenchEvent {
                 seq: event.seq,
-                sent_micros: match (&*event.kind, &event.text) {
-                    ("message", Some(text)) => parse_bench_text(run_id, text).map(|(_, sent)| sent),
-                    _ => None,
-                },
+                sent_micros: sent_micros(
+                    run_id,
+                    event
+                        .text
+                        .as_deref()
+                        .filter(|_| event.kind == EventType::Message),
+                ),
             })
             .collect();
         Ok(BenchAnswer {
-            channel: fields.channel.into_owned(),
+            channel: fields.channel,
             cursor: fields.cursor,
             events,
             reset: fields.reset.is_some(),
@@ -370,7 +360,7 @@ mod tests {
             events: vec![
                 event(5, message("bench r1 1 1000")),
                 event(6, EventKind::Join),
-                // Escaped, so not borrowed; still read.
+                // An escape in the text.
                 event(7, message("bench r1 2 2000\n")),
                 event(8, message("bench r2 3 3000")),
                 event(
