@@ -172,7 +172,7 @@ impl Hub {
         color: Option<Color>,
         channel: ChannelName,
     ) -> Result<Started, Error> {
-        if self.shutting_down.load(Ordering::Acquire) {
+        if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
         let token: Arc<str> = new_token().into();
@@ -454,7 +454,7 @@ impl Hub {
                     return Ok(body);
                 }
             }
-            if self.shutting_down.load(Ordering::Acquire) {
+            if self.is_shutting_down() {
                 return Ok(channel.empty_answer(cursor, true));
             }
             let channel_changed = async {
