@@ -14,7 +14,9 @@
 //!
 //! The same connection serves the Nchan peer's subscribers (`nchan`), whose
 //! requests are `GET`s and whose answers name their message in headers: a
-//! caller may write any request and look at each header of the answer.
+//! caller may write any request and look at each header of the answer; and
+//! the Socket.IO peer's pollers (`socketio`), whose `GET`s and `POST`s are
+//! Engine.IO's long-polling requests.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +61,14 @@ pub(crate) enum HttpError {
     Unsupported {
         /// What about the answer is not supported.
         reason: &'static str,
+    },
+    /// The answer's body is chunked, which a poll answer never is. Its
+    /// status is kept: a peer's error answers may be chunked (Engine.IO
+    /// sends its 400s so), and the status says what happened.
+    #[error("unsupported answer: a Transfer-Encoding (chunked) answer with status {status}")]
+    Chunked {
+        /// The answer's HTTP status.
+        status: u16,
     },
     /// The answer would be larger than [`MAX_ANSWER_BYTES`].
     #[error("answer of {bytes} bytes is over the limit of {MAX_ANSWER_BYTES}")]
@@ -321,9 +331,7 @@ fn parse_head(
             }
             body_length = Some(length);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(HttpError::Unsupported {
-                reason: "a Transfer-Encoding (chunked) answer",
-            });
+            return Err(HttpError::Chunked { status });
         } else if header.name.eq_ignore_ascii_case("connection") {
             for option in header.value.split(|byte| *byte == b',') {
                 let option = option.trim_ascii();
@@ -508,7 +516,7 @@ mod tests {
             vec![vec![
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
             ]],
-            &["error: unsupported answer: a Transfer-Encoding (chunked) answer"],
+            &["error: unsupported answer: a Transfer-Encoding (chunked) answer with status 200"],
         )
         .await;
         check(
