@@ -13,8 +13,9 @@
 //! bounded in count and time and ends with a human summary and one JSON
 //! line.
 //!
-//! The fan-out scenario can also drive Nchan, the nginx pub/sub module
-//! (`nchan`), with the same pollers, senders and accounting, so that talk
+//! The fan-out scenario can also drive a peer, Nchan, the nginx pub/sub
+//! module (`nchan`), or Socket.IO over its long-polling transport
+//! (`socketio`), with the same pollers, senders and accounting, so that talk
 //! and a peer are measured under identical conditions.
 
 mod fleet;
@@ -25,6 +26,7 @@ mod poller;
 mod process;
 pub mod scenario;
 mod sender;
+mod socketio;
 mod transport;
 mod worker;
 
@@ -51,6 +53,9 @@ pub enum Error {
     /// The peer server refused the run's first message.
     #[error("the peer server refused to publish: {0}")]
     Publish(String),
+    /// The peer server did not answer a handshake as expected.
+    #[error("the peer server's handshake failed: {0}")]
+    Handshake(String),
     /// A worker failed or stopped answering.
     #[error("bench worker: {0}")]
     Worker(String),

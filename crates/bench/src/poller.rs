@@ -7,8 +7,9 @@
 //! out-of-order events apart. Bench messages also carry the time they were
 //! sent, which gives the delivery latency.
 //!
-//! A poller of an Nchan peer (`nchan`) has no session; the number its bench
-//! messages carry stands for the `seq`, and everything else is the same.
+//! A poller of an Nchan peer (`nchan`) or a Socket.IO peer (`socketio`) has
+//! no talk session; the number its bench messages carry stands for the
+//! `seq`, and everything else is the same.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::histogram::Histogram;
 use crate::nchan::{self, NchanMessage};
+use crate::socketio;
 use crate::transport::{BenchAnswer, PollError, PollLink};
 
 /// How many error messages a worker keeps as examples.
@@ -190,6 +192,8 @@ pub(crate) enum Subscription {
     },
     /// An Nchan subscriber, which names the last message it received.
     Nchan(nchan::Subscriber),
+    /// A Socket.IO socket in its channel's room, over long-polling.
+    Socketio(Box<socketio::Subscriber>),
 }
 
 /// One answer, as a poller takes it in.
@@ -198,6 +202,9 @@ pub(crate) enum Answer {
     Talk(BenchAnswer),
     /// An Nchan message, or none when the poll timed out.
     Nchan(Option<NchanMessage>),
+    /// A Socket.IO long-poll's packets: the connect acknowledgement first,
+    /// then events and pings.
+    Socketio(socketio::Delivery),
 }
 
 impl Answer {
@@ -207,9 +214,14 @@ impl Answer {
     }
 
     /// True when a poller's first answer tells where its stream starts (an
-    /// Nchan poll that timed out does not).
+    /// Nchan poll that timed out does not; a Socket.IO socket's first answer
+    /// is always its connect acknowledgement).
     fn starts_stream(&self) -> bool {
-        !matches!(self, Answer::Nchan(None))
+        match self {
+            Answer::Talk(_) => true,
+            Answer::Nchan(message) => message.is_some(),
+            Answer::Socketio(delivery) => delivery.connected,
+        }
     }
 }
 
@@ -235,6 +247,7 @@ impl Subscription {
                     link.poll(request, run_id).await.map(Answer::Talk)
                 }
                 Subscription::Nchan(subscriber) => subscriber.next().await.map(Answer::Nchan),
+                Subscription::Socketio(subscriber) => subscriber.next().await.map(Answer::Socketio),
             }
         };
         match tokio::time::timeout(limit, poll).await {
@@ -244,6 +257,7 @@ impl Subscription {
                 match self {
                     Subscription::Talk { link, .. } => link.forget_connection(),
                     Subscription::Nchan(subscriber) => subscriber.forget_connection(),
+                    Subscription::Socketio(subscriber) => subscriber.forget_connection(),
                 }
                 Err(PollError::Timeout)
             }
@@ -251,7 +265,7 @@ impl Subscription {
     }
 
     /// Moves on past `answer`: a talk poll's next request carries the
-    /// answer's channel and cursor, and `wait_ms`. (An Nchan subscriber has
+    /// answer's channel and cursor, and `wait_ms`. (A peer's subscriber has
     /// moved on already, as it reads the answer.)
     fn advance(&mut self, answer: Answer, wait_ms: Option<u64>) {
         if let (Subscription::Talk { request, .. }, Answer::Talk(answer)) = (self, answer) {
@@ -336,6 +350,7 @@ pub(crate) async fn run_poller(
                     .expect("window lock")
                     .record_error(&error);
                 let session_gone = matches!(&error, PollError::Server { code, .. } if code == "unknown_session")
+                    || matches!(&error, PollError::SessionClosed { .. })
                     || error.kind() == "unknown_session";
                 {
                     let mut state = state.lock().expect("poller state lock");
@@ -441,6 +456,25 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
                 state.started = true;
                 state.restart_at("", message.seq);
             } else {
+                state.take(message.seq);
+                window.deliveries += 1;
+                window
+                    .latency
+                    .record(received.saturating_sub(message.sent_micros));
+            }
+        }
+        Answer::Socketio(delivery) => {
+            if is_first {
+                // The connect acknowledgement: the socket is in the room from
+                // here on, and the publisher sends nothing before every poller
+                // has it, so the stream starts before message 1 (see `socketio`).
+                state.started = true;
+                state.restart_at("", 0);
+            } else if delivery.messages.is_empty() {
+                // A ping answered the held poll.
+                window.held_polls += 1;
+            }
+            for message in &delivery.messages {
                 state.take(message.seq);
                 window.deliveries += 1;
                 window

@@ -6,8 +6,8 @@
 //! the next send; the server's per-session send limit is respected by
 //! spreading sends over enough sessions per channel.
 //!
-//! Against an Nchan peer, sends are posts to its publisher (`nchan`), and a
-//! message's number within its channel stands for the `seq`.
+//! Against a peer, sends are posts to its publisher (`nchan`, `socketio`),
+//! and a message's number within its channel stands for the `seq`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::nchan;
 use crate::poller::bench_text;
+use crate::socketio;
 use crate::Error;
 
 /// Sends in flight at most, so a stalled server cannot make the bench pile
@@ -54,6 +55,8 @@ enum Publisher {
     },
     /// An Nchan publisher.
     Nchan(nchan::Publisher),
+    /// The publishing endpoint of the bench's Socket.IO server.
+    Socketio(socketio::Publisher),
 }
 
 impl Publisher {
@@ -77,6 +80,15 @@ impl Publisher {
             Publisher::Nchan(publisher) => {
                 // Numbered within the channel, after its first message (0),
                 // so that each channel's numbers follow on with no gap.
+                let seq = turn + 1;
+                publisher
+                    .publish(channel_index, bench_text(run_id, seq))
+                    .await
+                    .map(|()| seq)
+            }
+            Publisher::Socketio(publisher) => {
+                // Numbered within the channel from 1: a socket's stream
+                // starts before the first message (see `socketio`).
                 let seq = turn + 1;
                 publisher
                     .publish(channel_index, bench_text(run_id, seq))
@@ -161,6 +173,17 @@ impl Senders {
             run_id,
             channels.len(),
         ))
+    }
+
+    /// A publisher to `channels` of the bench's Socket.IO server at
+    /// `base_url`. It publishes nothing now: Socket.IO has no history, so a
+    /// channel's messages start once every poller is in its room.
+    pub(crate) fn start_socketio(base_url: &str, run_id: &str, channels: &[String]) -> Senders {
+        Senders::with(
+            Publisher::Socketio(socketio::Publisher::new(base_url, channels)),
+            run_id,
+            channels.len(),
+        )
     }
 
     fn with(publisher: Publisher, run_id: &str, n_channels: usize) -> Senders {
@@ -255,7 +278,7 @@ impl Senders {
         stats
     }
 
-    /// Ends the sender sessions (an Nchan publisher has none).
+    /// Ends the sender sessions (a peer's publisher has none).
     pub(crate) async fn leave(&self) {
         if let Publisher::Talk {
             api,

@@ -10,7 +10,7 @@
 //! what is measured is the same protocol.
 //!
 //! The bench may also drive another server than talk ([`Peer`]); its
-//! protocol is in its own module (`nchan`).
+//! protocol is in its own module (`nchan`, `socketio`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -33,6 +33,10 @@ pub enum Peer {
     /// compare talk with under the same load: long-poll subscribers on
     /// `/sub/<channel>`, a publisher on `/pub/<channel>`. Fan-out only.
     Nchan,
+    /// A Socket.IO server on Node (`crates/bench/socketio/`), over its HTTP
+    /// long-polling transport: each poller a socket in its channel's room,
+    /// a publisher on `/pub/<channel>`. Fan-out only.
+    Socketio,
 }
 
 /// Which HTTP stack pollers use.
@@ -69,6 +73,14 @@ pub(crate) enum PollError {
         /// What was wrong.
         reason: String,
     },
+    /// A peer's server ended the poller's session (Socket.IO: a close or
+    /// disconnect packet, or a 400 to a request of the session); the poller
+    /// cannot go on, as with talk's `unknown_session`.
+    #[error("session closed: {reason}")]
+    SessionClosed {
+        /// What the server said or did.
+        reason: String,
+    },
     /// The poll got no answer within the poll timeout and a margin.
     #[error("no answer in time")]
     Timeout,
@@ -85,6 +97,7 @@ impl PollError {
             PollError::Http(_) => "http".into(),
             PollError::Server { code, .. } => code.clone(),
             PollError::Decode { .. } => "decode".into(),
+            PollError::SessionClosed { .. } => "session_closed".into(),
             PollError::Timeout => "timeout".into(),
             PollError::Client(error) => match error.code() {
                 Some(code) => code.to_owned(),

@@ -45,8 +45,8 @@ pub struct GroupSpec {
     /// The server the pollers poll.
     #[serde(default)]
     pub peer: Peer,
-    /// The HTTP stack of the polls (talk only; Nchan subscribers always
-    /// use the lean connection).
+    /// The HTTP stack of the polls (talk only; a peer's pollers always use
+    /// the lean connection).
     pub transport: PollTransport,
     /// `wait_ms` of every poll after the first; absent for the server's timeout.
     pub wait_ms: Option<u64>,
@@ -221,6 +221,12 @@ impl Group {
             .iter()
             .map(|channel| crate::nchan::request_start(channel, &host))
             .collect();
+        let socketio_handshakes: Vec<Arc<[u8]>> = spec
+            .channels
+            .iter()
+            .map(|channel| crate::socketio::handshake_request(channel, &host))
+            .collect();
+        let host: Arc<str> = host.into();
         let run_id: Arc<str> = spec.run_id.as_str().into();
         let shared = Arc::new(Shared {
             run_id: spec.run_id.clone(),
@@ -253,6 +259,15 @@ impl Group {
                     nchan_starts[channel_index].clone(),
                     run_id.clone(),
                 )),
+                Peer::Socketio => {
+                    Subscription::Socketio(Box::new(crate::socketio::Subscriber::new(
+                        server,
+                        spec.source_ip,
+                        socketio_handshakes[channel_index].clone(),
+                        host.clone(),
+                        run_id.clone(),
+                    )))
+                }
             };
             let plan = PollerPlan {
                 name: format!("b{}{index}", spec.run_id),

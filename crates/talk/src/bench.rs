@@ -41,13 +41,14 @@ struct TargetArgs {
     /// The server's base URL.
     #[arg(long, env = "TALK_BENCH_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
-    /// Which server is at the URL: talk, or Nchan (the nginx pub/sub module,
-    /// configured as in crates/bench/nchan/nginx.conf) to compare talk with;
-    /// Nchan takes the fan-out scenario only.
+    /// Which server is at the URL: talk, or a peer to compare talk with,
+    /// which takes the fan-out scenario only: Nchan (the nginx pub/sub
+    /// module, configured as in crates/bench/nchan/nginx.conf) or Socket.IO
+    /// over long-polling (crates/bench/socketio/server.js).
     #[arg(long, value_enum, default_value_t = PeerArg::Talk)]
     peer: PeerArg,
     /// The server's process id, to report its memory and CPU from /proc
-    /// (for nginx, its worker process).
+    /// (for nginx, its worker process; for Socket.IO, the node process).
     #[arg(long)]
     server_pid: Option<u32>,
     /// Worker processes that hold the pollers (each may open as many sockets
@@ -85,6 +86,7 @@ struct TargetArgs {
 enum PeerArg {
     Talk,
     Nchan,
+    Socketio,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,6 +161,7 @@ impl TargetArgs {
             peer: match self.peer {
                 PeerArg::Talk => Peer::Talk,
                 PeerArg::Nchan => Peer::Nchan,
+                PeerArg::Socketio => Peer::Socketio,
             },
             server_pid: self.server_pid,
             workers: self.workers,

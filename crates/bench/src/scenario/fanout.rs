@@ -67,7 +67,9 @@ pub(super) async fn run(
     let channels = vec![format!("bf{run_id}")];
     let rate = 1.0 / config.interval.as_secs_f64();
     // Senders go first, so their joins (or an Nchan channel's first
-    // message) are history for the pollers.
+    // message) are history for the pollers. A Socket.IO channel has no
+    // history: its first message is sent after the ramp below, once every
+    // poller's socket is in the room.
     let mut senders = match target.peer {
         Peer::Talk => {
             Senders::start(
@@ -79,6 +81,7 @@ pub(super) async fn run(
             .await?
         }
         Peer::Nchan => Senders::start_nchan(&target.base_url, run_id, &channels).await?,
+        Peer::Socketio => Senders::start_socketio(&target.base_url, run_id, &channels),
     };
     let (mut fleet, ramp_report) = super::launch_pollers(
         target,

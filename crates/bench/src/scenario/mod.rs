@@ -167,9 +167,21 @@ fn new_run_id() -> String {
 /// Starts and ends a session, to check the server answers and learn its
 /// poll timeout; returns how long one poll may take before it is an error.
 /// An Nchan peer has no sessions; its poll timeout is the configuration's.
+/// A Socket.IO peer answers a handshake, whose ping interval is the longest
+/// a long-poll is held.
 async fn probe(target: &Target, run_id: &str) -> Result<Duration, Error> {
-    if target.peer == Peer::Nchan {
-        return Ok(poll_limit(crate::nchan::SUBSCRIBER_TIMEOUT));
+    match target.peer {
+        Peer::Talk => {}
+        Peer::Nchan => return Ok(poll_limit(crate::nchan::SUBSCRIBER_TIMEOUT)),
+        Peer::Socketio => {
+            let server = crate::worker::server_address(&target.base_url)?;
+            let ping_interval =
+                tokio::time::timeout(Duration::from_secs(10), crate::socketio::probe(server))
+                    .await
+                    .map_err(|_| Error::Handshake("no answer within 10 s".into()))?
+                    .map_err(|error| Error::Handshake(error.to_string()))?;
+            return Ok(poll_limit(ping_interval));
+        }
     }
     let api = target.coordinator_api();
     let answer = api
