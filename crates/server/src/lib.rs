@@ -5,6 +5,9 @@
 
 mod command;
 mod config;
+// Public for the fuzz crate only; see the module's comment.
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod limits;

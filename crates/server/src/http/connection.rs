@@ -46,6 +46,7 @@ use super::error::ApiError;
 use super::request::{decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::AppState;
+use crate::config::Config;
 
 /// The most bytes read from the socket at once; the buffer that keeps them
 /// is only as large as what arrived.
@@ -75,26 +76,26 @@ pub(crate) struct Connections {
 
 /// The two chat endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ChatRoute {
+pub(crate) enum ChatRoute {
     Poll,
     Broadcast,
 }
 
 /// A chat request's head, with what the answer needs to know of it.
-#[derive(Debug)]
-struct ChatHead {
-    route: ChatRoute,
-    head_len: usize,
-    body_len: usize,
-    origin: OriginCheck,
-    forwarded_ip: Option<IpAddr>,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ChatHead {
+    pub(crate) route: ChatRoute,
+    pub(crate) head_len: usize,
+    pub(crate) body_len: usize,
+    pub(crate) origin: OriginCheck,
+    pub(crate) forwarded_ip: Option<IpAddr>,
     /// The client asked to close the connection after this answer.
-    close: bool,
+    pub(crate) close: bool,
 }
 
 /// What the next request on a connection is.
-#[derive(Debug)]
-enum Head {
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Head {
     Chat(ChatHead),
     /// A request for hyper and the router.
     Other,
@@ -241,7 +242,7 @@ async fn read_head(
 ) -> io::Result<Head> {
     loop {
         if !pending.is_empty() {
-            match parse_head(pending, connections) {
+            match parse_head(pending, &connections.app.config) {
                 Some(head) => return Ok(head),
                 None if pending.len() >= MAX_HEAD_BYTES => return Ok(Head::Other),
                 None => {}
@@ -258,7 +259,7 @@ async fn read_head(
 }
 
 /// Parses the head in `bytes`: `None` while it is incomplete.
-fn parse_head(bytes: &[u8], connections: &Connections) -> Option<Head> {
+pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head_len = match request.parse(bytes) {
@@ -271,7 +272,6 @@ fn parse_head(bytes: &[u8], connections: &Connections) -> Option<Head> {
         (Some("POST"), Some("/broadcast"), Some(1)) => ChatRoute::Broadcast,
         _ => return Some(Head::Other),
     };
-    let config = &connections.app.config;
     let mut body_len = None;
     let mut origin = None;
     let mut forwarded = None;

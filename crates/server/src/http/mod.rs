@@ -4,10 +4,10 @@
 //! requests into hub calls and hub results into answers.
 
 pub(crate) mod connection;
-mod cors;
+pub(crate) mod cors;
 mod date;
 pub(crate) mod error;
-mod request;
+pub(crate) mod request;
 mod routes;
 
 use std::sync::Arc;

@@ -68,6 +68,13 @@ pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr
             return Ok(request);
         }
     }
+    decode_versioned_json(bytes)
+}
+
+/// Decodes a chat request's body the plain way: the envelope's version
+/// first, then the request. `decode_json` must agree with it on every body
+/// (the fuzz target `request_body` checks that).
+pub(crate) fn decode_versioned_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let envelope: talk_protocol::Envelope = talk_protocol::from_json(bytes)
         .map_err(|error| ApiError::BadRequest(format!("the body is not a JSON object: {error}")))?;
     if let Some(version) = envelope
@@ -113,7 +120,9 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-fn client_ip(
+/// The client's address, as the router reads it: from `proxy_header` when
+/// given and readable, else from the connection's peer.
+pub(crate) fn client_ip(
     headers: &HeaderMap,
     peer: Option<&ConnectInfo<SocketAddr>>,
     proxy_header: Option<&str>,

@@ -7,5 +7,6 @@ mod chat;
 mod connection;
 mod cors;
 mod delivery;
+mod fuzz_seeds;
 mod ops;
 mod support;
