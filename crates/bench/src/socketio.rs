@@ -73,9 +73,9 @@ pub(crate) struct Delivery {
     pub(crate) pings: usize,
 }
 
-/// The start of a poller's handshake request to `host` (the `Host`
-/// header's value) for `channel`, the whole request; built once per
-/// channel and shared by a group's pollers.
+/// A poller's handshake request to `host` (the `Host` header's value),
+/// naming `channel`; built once per channel and shared by a group's
+/// pollers.
 pub(crate) fn handshake_request(channel: &str, host: &str) -> Arc<[u8]> {
     format!("GET {ENGINE_PATH}&channel={channel} HTTP/1.1\r\nHost: {host}\r\n\r\n")
         .into_bytes()
