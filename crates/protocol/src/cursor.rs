@@ -40,6 +40,13 @@ impl FromStr for Cursor {
         if !epoch_is_valid {
             return Err(CursorParseError);
         }
+        // Only the digits the server writes: `u64::from_str` would also
+        // take `+1` and `01`, which print as another cursor.
+        let seq_is_canonical = seq.bytes().all(|byte| byte.is_ascii_digit())
+            && (seq == "0" || !seq.starts_with('0'));
+        if !seq_is_canonical {
+            return Err(CursorParseError);
+        }
         let seq = seq.parse().map_err(|_| CursorParseError)?;
         Ok(Cursor {
             epoch: epoch.to_owned(),
@@ -87,5 +94,11 @@ mod tests {
         check("abc:-1", None);
         check("ab-c:1", None);
         check("abc:18446744073709551616", None);
+        check("abc:18446744073709551615", Some(("abc", u64::MAX)));
+        // Found by the fuzz target `values`: these printed as `de:0`.
+        check("de:00", None);
+        check("de:01", None);
+        check("de:+1", None);
+        check("de: 1", None);
     }
 }
