@@ -9,6 +9,7 @@ mod channel;
 mod session;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -418,18 +419,18 @@ impl Hub {
     }
 
     /// One poll: answers at once with what is after `cursor`, or waits for
-    /// it until `wait` passes, the session changes channel, or the server
-    /// stops.
+    /// it until `expiry` completes, the session changes channel, or the
+    /// server stops.
     pub(crate) async fn poll(
         &self,
         session: &Arc<Session>,
         asked_channel: Option<ChannelName>,
         cursor: Option<Cursor>,
-        wait: Duration,
+        expiry: impl Future<Output = ()>,
     ) -> Result<PollBody, Error> {
         let _held = session.poll_started();
         let _gauge = self.metrics.held_poll();
-        let deadline = tokio::time::Instant::now() + wait;
+        tokio::pin!(expiry);
         let history_len = self.settings.history_on_join;
         loop {
             let session_changed = session.wake.notified();
@@ -468,7 +469,7 @@ impl Hub {
             tokio::select! {
                 _ = channel_changed => {}
                 _ = &mut session_changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(channel.empty_answer(cursor, false)),
+                () = &mut expiry => return Ok(channel.empty_answer(cursor, false)),
             }
         }
     }

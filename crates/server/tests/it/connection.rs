@@ -327,6 +327,33 @@ async fn the_head_timeout_cuts_off_only_a_silent_head() {
 }
 
 #[tokio::test]
+async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
+    // The connection's one timer is set 60 s ahead for the head; a poll
+    // held 200 ms must move it, not wait for it.
+    let server = TestServer::start_with(talk_server::Config {
+        header_read_timeout: Duration::from_secs(60),
+        ..test_config()
+    })
+    .await;
+    let mut raw = Raw::connect(&server).await;
+    let token = start_session(&mut raw, "ada").await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let cursor = raw.answer().await.json["cursor"].clone();
+    for wait_ms in [200, 1_500, 200] {
+        let poll = format!(
+            r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
+        );
+        raw.send(&post("/poll", &poll)).await;
+        let answer = tokio::time::timeout(Duration::from_secs(20), raw.answer())
+            .await
+            .unwrap_or_else(|_| panic!("a {wait_ms} ms poll was still held after 20 s"));
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json["events"], serde_json::json!([]), "{answer:?}");
+    }
+}
+
+#[tokio::test]
 async fn one_connection_polls_for_several_sessions_and_ended_ones_are_refused() {
     let server = TestServer::start().await;
     // A proxy's connection carries many people's polls, one after another.

@@ -1,5 +1,6 @@
 //! `POST /poll`: the long-poll.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ pub(crate) async fn poll(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<PollRequest>,
 ) -> Response {
-    match answer(&app, request, &mut None).await {
+    match answer(&app, request, &mut None, tokio::time::sleep).await {
         Ok(body) => chat_answer(body.json),
         Err(error) => app.error_answer(error),
     }
@@ -27,11 +28,14 @@ pub(crate) async fn poll(
 /// `last_session` is the session of the connection's previous poll: a
 /// connection nearly always polls for one session, and the token map
 /// behind its lock showed in fan-out profiles. A session that has ended
-/// since is refused by the hub all the same.
-pub(crate) async fn answer(
+/// since is refused by the hub all the same. `hold_for` makes the wait that
+/// ends a held poll with an empty answer, given how long to hold it (the
+/// connection's own timer, or a new one).
+pub(crate) async fn answer<Expiry: Future<Output = ()>>(
     app: &AppState,
     request: PollRequest,
     last_session: &mut Option<Arc<Session>>,
+    hold_for: impl FnOnce(Duration) -> Expiry,
 ) -> Result<PollBody, ApiError> {
     let session = match last_session {
         Some(session) if same_token(&session.token, &request.token) => session.clone(),
@@ -55,7 +59,7 @@ pub(crate) async fn answer(
     let started = Instant::now();
     let body = app
         .hub
-        .poll(&session, channel, request.cursor, wait)
+        .poll(&session, channel, request.cursor, hold_for(wait))
         .await?;
     let metrics = &app.metrics;
     metrics.poll_answers.inc();
