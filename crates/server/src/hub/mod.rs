@@ -256,10 +256,13 @@ impl Hub {
             sessions
                 .by_token
                 .values()
+                // Read in place: a snapshot would copy every session's
+                // name, and this runs over all of them every few seconds.
                 .filter(|session| {
-                    let state = session.snapshot();
-                    state.active_polls == 0
-                        && now.duration_since(state.last_seen) > self.settings.session_grace
+                    session.update(|state| {
+                        state.active_polls == 0
+                            && now.duration_since(state.last_seen) > self.settings.session_grace
+                    })
                 })
                 .cloned()
                 .collect()
