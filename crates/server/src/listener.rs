@@ -60,6 +60,7 @@ pub(crate) async fn serve(
         router,
         http,
         header_read_timeout,
+        deadline_grid_origin: tokio::time::Instant::now(),
         closing: closing.clone(),
     });
     tokio::pin!(stop);
