@@ -350,7 +350,8 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
                 .split(|byte| *byte == b',')
                 .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case("origin") {
-            origin = Some(header.value);
+            // The first, as the router and the CORS layer read it.
+            origin = origin.or(Some(header.value));
         } else if config
             .client_ip_header
             .as_deref()
@@ -598,5 +599,42 @@ mod tests {
         check(100, 25_150, 25_150);
         check(100, 25_149, 24_900);
         check(7_777, 27_500, 27_473);
+    }
+
+    /// Checks what `parse_head` reads from a `POST /poll` head with these
+    /// header lines: `(origin check, forwarded address, close)`.
+    fn check_head(header_lines: &str, expected: (OriginCheck, Option<IpAddr>, bool)) {
+        let config = Config {
+            allow_origins: vec!["https://chat.example".into()],
+            client_ip_header: Some("x-forwarded-for".into()),
+            ..Config::default()
+        };
+        let head = format!("POST /poll HTTP/1.1\r\n{header_lines}content-length: 2\r\n\r\n");
+        let Some(Head::Chat(chat)) = parse_head(head.as_bytes(), &config) else {
+            panic!("{header_lines:?} is not a chat head");
+        };
+        assert_eq!(
+            (chat.origin, chat.forwarded_ip, chat.close),
+            expected,
+            "{header_lines:?}"
+        );
+    }
+
+    // Found by the fuzz target `request_head`: the router reads the first
+    // `Origin`, and this read the last.
+    #[test]
+    fn a_repeated_origin_is_read_as_the_router_reads_it() {
+        let refused = (OriginCheck::Refused, None, false);
+        let listed = (OriginCheck::Listed(0), None, false);
+        check_head("origin: https://chat.example\r\n", listed);
+        check_head("origin: http://evil.example\r\n", refused);
+        check_head(
+            "origin: http://evil.example\r\norigin: https://chat.example\r\n",
+            refused,
+        );
+        check_head(
+            "origin: https://chat.example\r\norigin: http://evil.example\r\n",
+            listed,
+        );
     }
 }
