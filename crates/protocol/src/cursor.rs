@@ -42,8 +42,8 @@ impl FromStr for Cursor {
         }
         // Only the digits the server writes: `u64::from_str` would also
         // take `+1` and `01`, which print as another cursor.
-        let seq_is_canonical = seq.bytes().all(|byte| byte.is_ascii_digit())
-            && (seq == "0" || !seq.starts_with('0'));
+        let seq_is_canonical =
+            seq.bytes().all(|byte| byte.is_ascii_digit()) && (seq == "0" || !seq.starts_with('0'));
         if !seq_is_canonical {
             return Err(CursorParseError);
         }
