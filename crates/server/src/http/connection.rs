@@ -346,7 +346,8 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
         {
             return Some(Head::Other);
         } else if name.eq_ignore_ascii_case("connection") {
-            close = header
+            // Any of them, as hyper reads them.
+            close |= header
                 .value
                 .split(|byte| *byte == b',')
                 .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
@@ -618,6 +619,25 @@ mod tests {
             (chat.origin, chat.forwarded_ip, chat.close),
             expected,
             "{header_lines:?}"
+        );
+    }
+
+    // Found by the fuzz target `request_head`: hyper closes when any
+    // `Connection` line says `close`; this read the last line only.
+    #[test]
+    fn any_connection_header_can_ask_to_close() {
+        let close = (OriginCheck::Listed(0), None, true);
+        let keep = (OriginCheck::Listed(0), None, false);
+        let origin = "origin: https://chat.example\r\n";
+        check_head(&format!("{origin}connection: keep-alive\r\n"), keep);
+        check_head(&format!("{origin}connection: keep-alive, Close\r\n"), close);
+        check_head(
+            &format!("{origin}connection: close\r\nconnection: keep-alive\r\n"),
+            close,
+        );
+        check_head(
+            &format!("{origin}connection: keep-alive\r\nconnection: close\r\n"),
+            close,
         );
     }
 
