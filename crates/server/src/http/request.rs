@@ -137,8 +137,10 @@ pub(crate) fn client_ip(
     peer: Option<&ConnectInfo<SocketAddr>>,
     proxy_header: Option<&str>,
 ) -> IpAddr {
+    // The last line: a proxy that adds a line of its own puts it last,
+    // and the connection's head parser reads the last one too.
     let from_header = proxy_header
-        .and_then(|name| headers.get(name))
+        .and_then(|name| headers.get_all(name).iter().next_back())
         .and_then(|value| forwarded_ip(value.as_bytes()));
     from_header
         .or_else(|| peer.map(|ConnectInfo(address)| address.ip()))
@@ -197,6 +199,31 @@ mod tests {
         check("[]", Err("does not fit the protocol"));
         let send = decode_json::<talk_protocol::BroadcastRequest>(br#"["send","t","i","x"]"#);
         assert!(matches!(send, Err(ApiError::BadRequest(_))), "{send:?}");
+    }
+
+    /// Checks the client address read from these `x-forwarded-for` lines,
+    /// with the header trusted, for a peer at 192.0.2.1.
+    fn check_client_ip(lines: &[&str], expected: &str) {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", line.parse().unwrap());
+        }
+        let peer = ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000)));
+        let ip = client_ip(&headers, Some(&peer), Some("x-forwarded-for"));
+        assert_eq!(ip, expected.parse::<IpAddr>().unwrap(), "{lines:?}");
+    }
+
+    #[test]
+    fn the_client_is_the_last_address_listed() {
+        check_client_ip(&[], "192.0.2.1");
+        check_client_ip(&["203.0.113.7"], "203.0.113.7");
+        check_client_ip(&["10.0.0.1, 203.0.113.7"], "203.0.113.7");
+        check_client_ip(&["not an address"], "192.0.2.1");
+        // Found by the fuzz target `request_head`: with two lines, the router
+        // read the first and the connection's head parser the last.
+        check_client_ip(&["10.0.0.1", "203.0.113.7"], "203.0.113.7");
+        check_client_ip(&["junk", "::1"], "::1");
+        check_client_ip(&["203.0.113.7", "junk"], "192.0.2.1");
     }
 
     #[test]
