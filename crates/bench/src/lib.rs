@@ -21,6 +21,7 @@
 mod fleet;
 mod histogram;
 mod nchan;
+mod peer_publisher;
 mod poll_connection;
 mod poller;
 mod process;

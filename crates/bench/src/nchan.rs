@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::peer_publisher::PeerPublisher;
 use crate::poll_connection::LeanLink;
 use crate::poller::parse_bench_text;
 use crate::transport::PollError;
@@ -195,61 +196,13 @@ impl Subscriber {
     }
 }
 
-/// The publishing end of a run's channels: `POST /pub/<channel>` with a
-/// bench text as the body, one at a time per channel, so that messages enter
-/// each channel in the order of their numbers even when an answer is slow.
-pub(crate) struct Publisher {
-    http: reqwest::Client,
-    /// Per channel index, its publishing URL.
-    urls: Vec<String>,
-    /// Per channel index, the turn to publish; tokio's mutex is fair, so
-    /// sends take their turns in the order they asked.
-    turns: Vec<tokio::sync::Mutex<()>>,
-}
-
-impl Publisher {
-    /// A publisher to `channels` of the server at `base_url`.
-    pub(crate) fn new(base_url: &str, channels: &[String]) -> Publisher {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a plain reqwest client builds");
-        let base_url = base_url.trim_end_matches('/');
-        Publisher {
-            http,
-            urls: channels
-                .iter()
-                .map(|channel| format!("{base_url}/pub/{channel}"))
-                .collect(),
-            turns: channels
-                .iter()
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        }
-    }
-
-    /// Publishes `text` to channel `channel_index`, after the messages
-    /// already waiting for their turn there.
-    pub(crate) async fn publish(&self, channel_index: usize, text: String) -> Result<(), String> {
-        let _turn = self.turns[channel_index].lock().await;
-        let answer = self
-            .http
-            .post(&self.urls[channel_index])
-            .header("content-type", "text/plain")
-            .body(text)
-            .send()
-            .await
-            .map_err(|error| format!("publish: {error}"))?;
-        let status = answer.status().as_u16();
-        // Read the body whole, so the connection is kept for the next one.
-        let _ = answer.bytes().await;
-        match status {
-            // Created (a new channel) or Accepted.
-            201 | 202 => Ok(()),
-            _ => Err(format!("publish: nchan answered {status}")),
-        }
-    }
+/// The publisher of a run's channels: Nchan answers a publish with 201
+/// (a new channel) or 202.
+pub(crate) fn publisher(base_url: &str, channels: &[String]) -> PeerPublisher {
+    PeerPublisher::new(base_url, channels, |status, _body| match status {
+        201 | 202 => Ok(()),
+        _ => Err(format!("publish: nchan answered {status}")),
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::nchan;
+use crate::peer_publisher::PeerPublisher;
 use crate::poller::bench_text;
 use crate::socketio;
 use crate::Error;
@@ -53,10 +54,9 @@ enum Publisher {
         /// Tells the senders' keep-alive polls to stop.
         stop_polls: watch::Sender<bool>,
     },
-    /// An Nchan publisher.
-    Nchan(nchan::Publisher),
-    /// The publishing endpoint of the bench's Socket.IO server.
-    Socketio(socketio::Publisher),
+    /// A peer server's publishing endpoint (Nchan, the bench's Socket.IO
+    /// server).
+    Peer(PeerPublisher),
 }
 
 impl Publisher {
@@ -77,18 +77,10 @@ impl Publisher {
                 let id = format!("b{run_id}m{number}");
                 send_with_retries(api, token, &id, run_id, number, stats).await
             }
-            Publisher::Nchan(publisher) => {
-                // Numbered within the channel, after its first message (0),
-                // so that each channel's numbers follow on with no gap.
-                let seq = turn + 1;
-                publisher
-                    .publish(channel_index, bench_text(run_id, seq))
-                    .await
-                    .map(|()| seq)
-            }
-            Publisher::Socketio(publisher) => {
-                // Numbered within the channel from 1: a socket's stream
-                // starts before the first message (see `socketio`).
+            Publisher::Peer(publisher) => {
+                // Numbered within the channel from 1: after Nchan's first
+                // message (0), sent at the start, and after a Socket.IO
+                // socket's stream starts (see `nchan`, `socketio`).
                 let seq = turn + 1;
                 publisher
                     .publish(channel_index, bench_text(run_id, seq))
@@ -161,7 +153,7 @@ impl Senders {
         run_id: &str,
         channels: &[String],
     ) -> Result<Senders, Error> {
-        let publisher = nchan::Publisher::new(base_url, channels);
+        let publisher = nchan::publisher(base_url, channels);
         for channel_index in 0..channels.len() {
             publisher
                 .publish(channel_index, bench_text(run_id, 0))
@@ -169,7 +161,7 @@ impl Senders {
                 .map_err(Error::Publish)?;
         }
         Ok(Senders::with(
-            Publisher::Nchan(publisher),
+            Publisher::Peer(publisher),
             run_id,
             channels.len(),
         ))
@@ -180,7 +172,7 @@ impl Senders {
     /// channel's messages start once every poller is in its room.
     pub(crate) fn start_socketio(base_url: &str, run_id: &str, channels: &[String]) -> Senders {
         Senders::with(
-            Publisher::Socketio(socketio::Publisher::new(base_url, channels)),
+            Publisher::Peer(socketio::publisher(base_url, channels)),
             run_id,
             channels.len(),
         )

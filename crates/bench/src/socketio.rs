@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::peer_publisher::PeerPublisher;
 use crate::poll_connection::{HttpError, LeanLink};
 use crate::poller::parse_bench_text;
 use crate::transport::PollError;
@@ -535,65 +536,17 @@ pub(crate) async fn probe(server: SocketAddr) -> Result<Duration, PollError> {
     Ok(open.ping_interval)
 }
 
-/// The publishing end of a run's channels: `POST /pub/<channel>` with a
-/// bench text as the body, to the bench's Socket.IO server
-/// (`crates/bench/socketio/server.js`), which emits it to the channel's
-/// room and answers 200 once it has; one at a time per channel, so that
-/// messages enter each room in the order of their numbers.
-pub(crate) struct Publisher {
-    http: reqwest::Client,
-    /// Per channel index, its publishing URL.
-    urls: Vec<String>,
-    /// Per channel index, the turn to publish; tokio's mutex is fair, so
-    /// sends take their turns in the order they asked.
-    turns: Vec<tokio::sync::Mutex<()>>,
-}
-
-impl Publisher {
-    /// A publisher to `channels` of the server at `base_url`.
-    pub(crate) fn new(base_url: &str, channels: &[String]) -> Publisher {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a plain reqwest client builds");
-        let base_url = base_url.trim_end_matches('/');
-        Publisher {
-            http,
-            urls: channels
-                .iter()
-                .map(|channel| format!("{base_url}/pub/{channel}"))
-                .collect(),
-            turns: channels
-                .iter()
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        }
-    }
-
-    /// Publishes `text` to channel `channel_index`, after the messages
-    /// already waiting for their turn there.
-    pub(crate) async fn publish(&self, channel_index: usize, text: String) -> Result<(), String> {
-        let _turn = self.turns[channel_index].lock().await;
-        let answer = self
-            .http
-            .post(&self.urls[channel_index])
-            .header("content-type", "text/plain")
-            .body(text)
-            .send()
-            .await
-            .map_err(|error| format!("publish: {error}"))?;
-        let status = answer.status().as_u16();
-        // Read the body whole, so the connection is kept for the next one.
-        let body = answer.bytes().await.unwrap_or_default();
-        match (status, &body[..]) {
-            (200, b"ok") => Ok(()),
-            _ => Err(format!(
-                "publish: the Socket.IO server answered {status} {}",
-                excerpt(&body)
-            )),
-        }
-    }
+/// The publisher of a run's channels, to the bench's Socket.IO server
+/// (`crates/bench/socketio/server.js`), which emits each message to the
+/// channel's room and answers `200 ok` once it has.
+pub(crate) fn publisher(base_url: &str, channels: &[String]) -> PeerPublisher {
+    PeerPublisher::new(base_url, channels, |status, body| match (status, body) {
+        (200, b"ok") => Ok(()),
+        _ => Err(format!(
+            "publish: the Socket.IO server answered {status} {}",
+            excerpt(body)
+        )),
+    })
 }
 
 #[cfg(test)]
