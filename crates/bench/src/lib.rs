@@ -26,6 +26,7 @@ mod poll_connection;
 mod poller;
 mod process;
 pub mod scenario;
+mod send_gate;
 mod sender;
 mod socketio;
 mod transport;

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::histogram::Histogram;
 use crate::nchan::{self, NchanMessage};
+use crate::send_gate::SendGate;
 use crate::socketio;
 use crate::transport::{BenchAnswer, PollError, PollLink};
 
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) ready: AtomicUsize,
     /// Pollers that never got a session or a first answer.
     pub(crate) failed: AtomicUsize,
+    /// Orders the pollers' reads before their next polls.
+    pub(crate) send_gate: SendGate,
 }
 
 /// What a poller knows about its channel's stream so far.
@@ -309,11 +312,21 @@ pub(crate) async fn run_poller(
     state.lock().expect("poller state lock").alive = true;
     let mut is_first = true;
     let mut first_failures = 0;
+    let mut wait_turn = false;
     loop {
+        let poll = async {
+            if wait_turn {
+                shared.send_gate.wait_turn().await;
+            }
+            plan.subscription
+                .next(plan.poll_limit, &shared.run_id)
+                .await
+        };
         let outcome = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
-            outcome = plan.subscription.next(plan.poll_limit, &shared.run_id) => outcome,
+            outcome = poll => outcome,
         };
+        wait_turn = false;
         match outcome {
             Ok(answer) => {
                 if is_first && Instant::now() > plan.start_deadline {
@@ -324,6 +337,7 @@ pub(crate) async fn run_poller(
                     return;
                 }
                 take_answer(&shared, &state, &answer, is_first);
+                shared.send_gate.answer_read();
                 let reconnect = answer.asks_to_reconnect();
                 if is_first && answer.starts_stream() {
                     is_first = false;
@@ -334,13 +348,11 @@ pub(crate) async fn run_poller(
                     // The server is going away; a real client pauses too.
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 } else {
-                    // Let the worker's other pollers read the answers that
-                    // have arrived before this one sends its next poll.
-                    // Thousands of clients share this core; real ones each
-                    // have their own, and one client's next request never
-                    // delays another's answer. Without this, the bench's
-                    // own sends would sit in the measured latency.
-                    tokio::task::yield_now().await;
+                    // The worker's other pollers read the answers that have
+                    // arrived before this one sends its next poll (see
+                    // `send_gate`); otherwise the bench's own sends would
+                    // sit in the measured latency.
+                    wait_turn = true;
                 }
             }
             Err(error) => {

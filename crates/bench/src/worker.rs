@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Subscription, Window};
+use crate::send_gate::SendGate;
 use crate::transport::{api_from, poll_link, poll_request_prefix, Peer, PollTransport};
 use crate::Error;
 
@@ -233,10 +234,21 @@ impl Group {
             window: Mutex::new(Window::default()),
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            send_gate: SendGate::default(),
         });
         let (stop, stop_receiver) = watch::channel(false);
         let mut states = Vec::with_capacity(spec.pollers);
         let mut tasks = JoinSet::new();
+        tasks.spawn({
+            let shared = shared.clone();
+            let mut stop = stop_receiver.clone();
+            async move {
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                    () = shared.send_gate.run() => {}
+                }
+            }
+        });
         let start_deadline = Instant::now() + Duration::from_millis(spec.ramp_limit_ms);
         let ramp_started = Instant::now();
         let interval = Duration::from_secs_f64(1.0 / spec.ramp_per_second.max(0.001));
