@@ -68,6 +68,19 @@ fn encoding(c: &mut Criterion) {
     group.finish();
 }
 
+/// Decoding a poll's body, as the server does for every poll: a token, a
+/// channel and a cursor.
+fn poll_decoding(c: &mut Criterion) {
+    let body =
+        br#"{"token":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","channel":"lobby","cursor":"k3x9a1bc:41"}"#;
+    c.bench_function("decode_poll_request", |b| {
+        b.iter(|| {
+            talk_client::protocol::from_json::<PollRequest>(std::hint::black_box(&body[..]))
+                .expect("a valid poll body")
+        })
+    });
+}
+
 /// A server on a loopback port in this process, with no rate limits.
 struct LocalServer {
     url: String,
@@ -272,5 +285,11 @@ fn history_reads(c: &mut Criterion) {
     server.stop(&runtime);
 }
 
-criterion_group!(benches, encoding, wake_waiters, history_reads);
+criterion_group!(
+    benches,
+    encoding,
+    poll_decoding,
+    wake_waiters,
+    history_reads
+);
 criterion_main!(benches);
