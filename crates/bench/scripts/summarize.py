@@ -37,10 +37,20 @@ def server(usage, key):
     return (usage.get("server") or {}).get(key)
 
 
-def fanout_table(runs, interval_ms):
+def peer_of(run):
+    return run.get("peer") or "talk"
+
+
+def fanout_runs(runs, interval_ms, peer):
+    return [run for run in runs
+            if run["scenario"] == "fanout" and run["config"]["interval_ms"] == interval_ms
+            and peer_of(run) == peer]
+
+
+def fanout_table(runs, interval_ms, peer="talk"):
     rows = defaultdict(list)
-    for run in runs:
-        if run["scenario"] == "fanout" and run["config"]["interval_ms"] == interval_ms:
+    for run in fanout_runs(runs, interval_ms, peer):
+        if True:
             result = dict(run["result"])
             result["load"] = (run.get("load_average") or {}).get("before")
             rows[run["config"]["pollers"]].append(result)
@@ -58,6 +68,24 @@ def fanout_table(runs, interval_ms):
               f"| {delivered:,} / {expected:,} | {comp('missing')} | {comp('duplicates')} | {comp('out_of_order')} "
               f"| {fmt(median([server(r['usage'], 'cpu_percent') for r in results]))} "
               f"| {fmt(rss / 1024 if rss else None)} | {fmt(median([r['usage']['bench']['cpu_percent'] for r in results]))} | {fmt(median([r['load'] for r in results]), 2)} |")
+
+
+def side_by_side(runs, interval_ms, peers):
+    """p99 of each peer beside talk's: medians, best run in brackets."""
+    cells = defaultdict(dict)
+    for peer in peers:
+        rows = defaultdict(list)
+        for run in fanout_runs(runs, interval_ms, peer):
+            rows[run["config"]["pollers"]].append(run["result"])
+        for pollers, results in rows.items():
+            p99 = [r["latency"]["p99_ms"] for r in results if r["latency"]["count"]]
+            clean = sum(1 for r in results if r.get("clean"))
+            cells[pollers][peer] = (f"{fmt(median(p99))} ({fmt(min(p99) if p99 else None)}), "
+                                    f"{clean}/{len(results)} clean")
+    print("| pollers | " + " | ".join(f"{peer} p99 ms (best), clean runs" for peer in peers) + " |")
+    print("|---:|" + "---|" * len(peers))
+    for pollers in sorted(cells):
+        print(f"| {pollers:,} | " + " | ".join(cells[pollers].get(peer, "–") for peer in peers) + " |")
 
 
 def capacity_table(runs):
@@ -115,10 +143,19 @@ def throughput_tables(runs):
 
 def main():
     runs = load(sys.argv[1] if len(sys.argv) > 1 else "bench-results.jsonl")
-    print("### Fan-out, 10 msgs/s (100 messages)\n")
-    fanout_table(runs, 100)
-    print("\n### Fan-out, 2 msgs/s (20 messages, 500 ms apart)\n")
-    fanout_table(runs, 500)
+    peers = sorted({peer_of(run) for run in runs if run["scenario"] == "fanout"},
+                   key=lambda peer: (peer != "talk", peer))
+    for interval_ms, title in ((100, "10 msgs/s (100 messages)"),
+                               (500, "2 msgs/s (20 messages, 500 ms apart)")):
+        for peer in peers:
+            if fanout_runs(runs, interval_ms, peer):
+                print(f"### Fan-out, {title}: {peer}\n")
+                fanout_table(runs, interval_ms, peer)
+                print()
+        if len(peers) > 1 and any(fanout_runs(runs, interval_ms, peer) for peer in peers):
+            print(f"### Fan-out, {title}: side by side\n")
+            side_by_side(runs, interval_ms, peers)
+            print()
     print("\n### Capacity\n")
     capacity_table(runs)
     print("\n### Throughput\n")
