@@ -152,9 +152,10 @@ def main():
                 print(f"### Fan-out, {title}: {peer}\n")
                 fanout_table(runs, interval_ms, peer)
                 print()
-        if len(peers) > 1 and any(fanout_runs(runs, interval_ms, peer) for peer in peers):
+        present = [peer for peer in peers if fanout_runs(runs, interval_ms, peer)]
+        if len(present) > 1:
             print(f"### Fan-out, {title}: side by side\n")
-            side_by_side(runs, interval_ms, peers)
+            side_by_side(runs, interval_ms, present)
             print()
     print("\n### Capacity\n")
     capacity_table(runs)
