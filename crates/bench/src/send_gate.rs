@@ -98,25 +98,34 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use tokio::task::JoinHandle;
+
     use super::*;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn waiting_pollers_all_get_their_turn_once_reads_stop() {
+    /// A gate with its task running (abort the handle at the end).
+    fn running_gate() -> (Arc<SendGate>, JoinHandle<()>) {
         let gate = Arc::new(SendGate::default());
-        let gate_task = tokio::spawn({
+        let task = tokio::spawn({
             let gate = gate.clone();
             async move { gate.run().await }
         });
+        (gate, task)
+    }
+
+    /// A poller that waits for its turn, then counts its send in `sent`.
+    fn poller(gate: &Arc<SendGate>, sent: &Arc<AtomicUsize>) -> JoinHandle<()> {
+        let (gate, sent) = (gate.clone(), sent.clone());
+        tokio::spawn(async move {
+            gate.wait_turn().await;
+            sent.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_pollers_all_get_their_turn_once_reads_stop() {
+        let (gate, gate_task) = running_gate();
         let sent = Arc::new(AtomicUsize::new(0));
-        let pollers: Vec<_> = (0..100)
-            .map(|_| {
-                let (gate, sent) = (gate.clone(), sent.clone());
-                tokio::spawn(async move {
-                    gate.wait_turn().await;
-                    sent.fetch_add(1, Ordering::Relaxed);
-                })
-            })
-            .collect();
+        let pollers: Vec<_> = (0..100).map(|_| poller(&gate, &sent)).collect();
         for poller in pollers {
             tokio::time::timeout(Duration::from_secs(5), poller)
                 .await
@@ -130,19 +139,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn no_poller_sends_while_answers_keep_being_read() {
-        let gate = Arc::new(SendGate::default());
-        let gate_task = tokio::spawn({
-            let gate = gate.clone();
-            async move { gate.run().await }
-        });
+        let (gate, gate_task) = running_gate();
         let sent = Arc::new(AtomicUsize::new(0));
-        let poller = tokio::spawn({
-            let (gate, sent) = (gate.clone(), sent.clone());
-            async move {
-                gate.wait_turn().await;
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let poller = poller(&gate, &sent);
         // A reader that reads an answer on every turn of the scheduler.
         for _ in 0..1_000 {
             gate.answer_read();
