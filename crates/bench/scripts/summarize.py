@@ -50,10 +50,9 @@ def fanout_runs(runs, interval_ms, peer):
 def fanout_table(runs, interval_ms, peer="talk"):
     rows = defaultdict(list)
     for run in fanout_runs(runs, interval_ms, peer):
-        if True:
-            result = dict(run["result"])
-            result["load"] = (run.get("load_average") or {}).get("before")
-            rows[run["config"]["pollers"]].append(result)
+        result = dict(run["result"])
+        result["load"] = (run.get("load_average") or {}).get("before")
+        rows[run["config"]["pollers"]].append(result)
     print("| pollers | runs | p50 ms | p90 ms | p99 ms | max ms | best p99 ms | delivered / expected | missing | dup | out of order | server CPU % | server RSS MiB | bench CPU % | load avg |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pollers in sorted(rows):
