@@ -10,6 +10,9 @@
 #
 # Needs perf (Debian's linux-perf) and the right to record a whole core.
 set -euo pipefail
+for tool in perf curl python3; do
+  command -v "$tool" >/dev/null || { echo "burst-phases.sh needs $tool"; exit 1; }
+done
 server_bin=$1
 pollers=${2:-5000}
 bench_bin=${TALK:-$server_bin}
