@@ -16,8 +16,10 @@ The argument is the CPU sampling period in microseconds.
 import collections
 import sys
 
-PHASES = {"sys_enter_sendto": "answer", "sys_enter_recvfrom": "poll"}
-CALLS = {"answer": "sendto", "poll": "recvfrom"}
+# The phase each traced system call starts, and the call's name.
+PHASES = {"sys_enter_sendto": ("answer", "sendto"), "sys_enter_recvfrom": ("poll", "recvfrom")}
+# Samples left out of the figures: the core idle, and perf's own work.
+NOT_COUNTED = ("idle", "tracing")
 
 
 def place(frames):
@@ -44,7 +46,7 @@ def place(frames):
 
 def main():
     period_us = float(sys.argv[1]) if len(sys.argv) > 1 else 100.0
-    places = {phase: collections.Counter() for phase in PHASES.values()}
+    places = {phase: collections.Counter() for phase, _ in PHASES.values()}
     calls = collections.Counter()
     phase = None
     block = []
@@ -54,7 +56,7 @@ def main():
         if not block:
             return
         event = block[0]
-        for tracepoint, name in PHASES.items():
+        for tracepoint, (name, _) in PHASES.items():
             if tracepoint in event:
                 phase = name
                 calls[name] += 1
@@ -71,18 +73,19 @@ def main():
             block = []
     take(block)
 
-    for phase, counts in places.items():
-        busy = sum(n for where, n in counts.items() if where not in ("idle", "tracing"))
+    for phase, syscall in PHASES.values():
+        counts = places[phase]
+        busy = sum(n for where, n in counts.items() if where not in NOT_COUNTED)
         if not busy or not calls[phase]:
             print(f"{phase} phase: no samples")
             continue
         per_call = busy * period_us / calls[phase]
         print(
-            f"{phase} phase: {calls[phase]} {CALLS[phase]} calls, "
+            f"{phase} phase: {calls[phase]} {syscall} calls, "
             f"{per_call:.1f} µs of CPU per call"
         )
         for where, n in counts.most_common():
-            if where not in ("idle", "tracing"):
+            if where not in NOT_COUNTED:
                 print(f"  {100 * n / busy:5.1f}%  {where}")
 
 

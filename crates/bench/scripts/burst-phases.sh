@@ -17,6 +17,7 @@ server_bin=$1
 pollers=${2:-5000}
 bench_bin=${TALK:-$server_bin}
 here=$(cd "$(dirname "$0")" && pwd)
+period_us=100
 data=$(mktemp -d)
 log=$(mktemp)
 samples=$(mktemp)
@@ -42,6 +43,6 @@ for _ in $(seq 120); do
 done
 [ "$(held)" -ge "$pollers" ] 2>/dev/null || { echo "the pollers did not all get in"; exit 1; }
 sleep 2
-perf record -q -C 0 -g -e cpu-clock/period=100000/ -e syscalls:sys_enter_sendto \
+perf record -q -C 0 -g -e "cpu-clock/period=$((period_us * 1000))/" -e syscalls:sys_enter_sendto \
   -e syscalls:sys_enter_recvfrom -o "$samples" -- sleep 4 2>/dev/null
-perf script -i "$samples" -F event,ip,sym 2>/dev/null | python3 "$here/burst-phases.py" 100
+perf script -i "$samples" -F event,ip,sym 2>/dev/null | python3 "$here/burst-phases.py" "$period_us"
