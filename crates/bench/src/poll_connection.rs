@@ -18,7 +18,6 @@
 //! the Socket.IO peer's pollers (`socketio`), whose `GET`s and `POST`s are
 //! Engine.IO's long-polling requests.
 
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,8 +116,8 @@ impl RequestPrefix {
     /// into `request`.
     pub(crate) fn write_request(&self, body: &[u8], request: &mut Vec<u8>) {
         request.extend_from_slice(&self.0);
-        // Writing to a Vec cannot fail.
-        let _ = write!(request, "{}\r\n\r\n", body.len());
+        request.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
         request.extend_from_slice(body);
     }
 

@@ -313,6 +313,11 @@ pub(crate) async fn run_poller(
     let mut is_first = true;
     let mut first_failures = 0;
     let mut wait_turn = false;
+    // One wait for the stop for the poller's whole life: a new wait for
+    // each poll joined and left the watch channel's waiters every time,
+    // which showed in the bench core's profile.
+    let stopped = stop.wait_for(|stopped| *stopped);
+    tokio::pin!(stopped);
     loop {
         let poll = async {
             if wait_turn {
@@ -323,8 +328,9 @@ pub(crate) async fn run_poller(
                 .await
         };
         let outcome = tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => break,
+            biased;
             outcome = poll => outcome,
+            _ = &mut stopped => break,
         };
         wait_turn = false;
         match outcome {
@@ -388,7 +394,7 @@ pub(crate) async fn run_poller(
                 // Back off a little, as a real client does, then poll again
                 // from the same cursor.
                 tokio::select! {
-                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    _ = &mut stopped => break,
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
             }

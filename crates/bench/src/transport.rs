@@ -12,6 +12,7 @@
 //! The bench may also drive another server than talk ([`Peer`]); its
 //! protocol is in its own module (`nchan`, `socketio`).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -117,6 +118,8 @@ pub(crate) enum PollLink {
         /// The fixed start of every poll request, shared by a group.
         prefix: RequestPrefix,
         link: LeanLink,
+        /// The JSON body of the poll being sent, kept to reuse its allocation.
+        body: Vec<u8>,
     },
     /// The shared client library.
     Api(Api),
@@ -139,10 +142,13 @@ impl PollLink {
     ) -> Result<BenchAnswer, PollError> {
         match self {
             PollLink::Api(api) => Ok(BenchAnswer::from_answer(api.poll(request).await?, run_id)),
-            PollLink::Raw { prefix, link } => {
-                let body = talk_protocol::to_json(request);
+            PollLink::Raw { prefix, link, body } => {
+                body.clear();
+                // Into the poller's own buffer: `to_json` allocated a new one
+                // for every poll. Writing plain fields to a Vec cannot fail.
+                serde_json::to_writer(&mut *body, request).expect("a poll request always encodes");
                 link.exchange(
-                    |bytes| prefix.write_request(&body, bytes),
+                    |bytes| prefix.write_request(body, bytes),
                     |_, _| {},
                     |answer| decode_answer(answer.status, answer.body, run_id),
                 )
@@ -205,23 +211,26 @@ fn sent_micros(run_id: &str, message_text: Option<&str>) -> Option<u64> {
 /// than the server spends making them, so the bench reads only the fields
 /// it needs; unknown fields are skipped, as the protocol allows.
 #[derive(Deserialize)]
-struct AnswerFields {
+struct AnswerFields<'a> {
     channel: String,
     cursor: Cursor,
-    events: Vec<EventFields>,
+    #[serde(borrow)]
+    events: Vec<EventFields<'a>>,
     #[serde(default)]
     reset: Option<Reset>,
     #[serde(default)]
     reconnect: bool,
 }
 
+/// An event's fields the bench reads; its text is borrowed from the
+/// answer (copied only when it has escapes), not copied for every event.
 #[derive(Deserialize)]
-struct EventFields {
+struct EventFields<'a> {
     seq: u64,
     #[serde(rename = "type")]
     kind: EventType,
-    #[serde(default)]
-    text: Option<String>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
 }
 
 /// An event's `type`, as far as the bench tells types apart.
@@ -284,6 +293,7 @@ pub(crate) fn poll_link(
         PollTransport::Raw => PollLink::Raw {
             prefix: prefix.clone(),
             link: LeanLink::new(server, source),
+            body: Vec::new(),
         },
     }
 }
