@@ -107,6 +107,16 @@ impl Fleet {
         expected: &[u64],
         drain: Duration,
     ) -> Result<GroupReport, Error> {
+        Ok(merged(&self.collect_each(expected, drain).await?))
+    }
+
+    /// Each worker's counters, in the order of the workers: a worker that
+    /// falls behind the others shows in its own latencies.
+    pub(crate) async fn collect_each(
+        &mut self,
+        expected: &[u64],
+        drain: Duration,
+    ) -> Result<Vec<GroupReport>, Error> {
         let command = WorkerCommand::Collect {
             expected: expected.to_vec(),
             drain_ms: drain.as_millis() as u64,
@@ -114,14 +124,14 @@ impl Fleet {
         for link in &mut self.links {
             link.send(&command).await?;
         }
-        let mut merged = GroupReport::default();
+        let mut reports = Vec::with_capacity(self.links.len());
         for link in &mut self.links {
             match link.next_event(drain + Duration::from_secs(60)).await? {
-                WorkerEvent::Report { report } => merged.merge(&report),
+                WorkerEvent::Report { report } => reports.push(report),
                 other => return Err(Error::Worker(format!("expected a report, got {other:?}"))),
             }
         }
-        Ok(merged)
+        Ok(reports)
     }
 
     /// Stops every worker and waits for them to end their sessions.
@@ -134,4 +144,13 @@ impl Fleet {
             link.finish().await;
         }
     }
+}
+
+/// The workers' counters as one report.
+pub(crate) fn merged(reports: &[GroupReport]) -> GroupReport {
+    let mut merged = GroupReport::default();
+    for report in reports {
+        merged.merge(report);
+    }
+    merged
 }

@@ -173,9 +173,19 @@ fn fanout_delivers_every_message_once_in_order() {
             "50",
             "--transport",
             transport,
+            "--workers",
+            "2",
         ]);
         let result = &json["result"];
         assert_eq!(result["ready"], 150, "{transport}");
+        let by_worker = result["worker_latency"].as_array().unwrap();
+        assert_eq!(by_worker.len(), 2, "{transport}");
+        let counted: u64 = by_worker.iter().map(|w| w["count"].as_u64().unwrap()).sum();
+        assert_eq!(
+            counted,
+            150 * 30,
+            "{transport}: each delivery in one worker's latencies"
+        );
         assert_eq!(result["sends"]["acked"], 30, "{transport}");
         assert_eq!(result["deliveries"], 150 * 30, "{transport}");
         assert_eq!(result["latency"]["count"], 150 * 30, "{transport}");

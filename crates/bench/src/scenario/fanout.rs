@@ -46,6 +46,10 @@ struct FanoutResult {
     /// what the answer costs the server for the latencies to be the server's.
     bench_cpu_us_per_answer: f64,
     latency: LatencySummary,
+    /// The latencies each worker process measured, in worker order: a
+    /// worker behind the others (its share of the bench core, say) shows
+    /// here rather than only in the merged tail.
+    worker_latency: Vec<LatencySummary>,
     completeness: Completeness,
     errors: BTreeMap<String, u64>,
     error_samples: Vec<String>,
@@ -100,7 +104,8 @@ pub(super) async fn run(
     let sends = senders
         .send(config.messages, rate, Duration::from_secs(30))
         .await;
-    let report = fleet.collect(&senders.acked(), target.drain).await?;
+    let by_worker = fleet.collect_each(&senders.acked(), target.drain).await?;
+    let report = crate::fleet::merged(&by_worker);
     let usage = meter.end(target);
     fleet.stop().await;
     senders.leave().await;
@@ -123,6 +128,10 @@ pub(super) async fn run(
         answers: report.polls,
         bench_cpu_us_per_answer: 1e6 * usage.bench.cpu_seconds / report.polls.max(1) as f64,
         latency: LatencySummary::of(&report.latency),
+        worker_latency: by_worker
+            .iter()
+            .map(|worker| LatencySummary::of(&worker.latency))
+            .collect(),
         completeness,
         errors: report.errors.clone(),
         error_samples: report.error_samples.clone(),
@@ -153,6 +162,14 @@ pub(super) async fn run(
         "  deliveries {} of {} in {} answers: {}",
         result.deliveries, result.expected_deliveries, result.answers, result.latency
     );
+    if result.worker_latency.len() > 1 {
+        let p99s: Vec<String> = result
+            .worker_latency
+            .iter()
+            .map(|worker| format!("{:.1}", worker.p99_ms))
+            .collect();
+        let _ = writeln!(summary, "  p99 by worker: {} ms", p99s.join(" / "));
+    }
     let _ = writeln!(summary, "  {}", result.completeness);
     let _ = writeln!(summary, "  poll errors {:?}", result.errors);
     if let Some(server) = result.usage.server {
