@@ -18,26 +18,27 @@ command -v valgrind >/dev/null || { echo "callgrind-per-answer.sh needs valgrind
 side=$1
 measured=$2
 pollers=${3:-300}
-other=${TALK:-${SERVER_TALK:-$measured}}
+case $side in
+  server) other=${TALK:-$measured} ;;
+  bench) other=${SERVER_TALK:-$measured} ;;
+  *) echo "say server or bench, not $side"; exit 1 ;;
+esac
 work=$(mktemp -d)
-server=
-cleanup() {
-  [ -n "$server" ] && { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Total instructions of one run with `messages` messages.
+trap 'rm -rf "$work"' EXIT
+# Total instructions of one run with `messages` messages. It runs in a
+# subshell of its own (`$(count …)`), so it ends its server itself, also
+# when the run fails.
 count() {
   local messages=$1 out=$work/callgrind.$1 data=$work/data.$1 log=$work/log.$1
   local server_cmd=("$other") bench_cmd=("$other") workers=1
   case $side in
     server) server_cmd=(valgrind --tool=callgrind --callgrind-out-file="$out" "$measured") ;;
     bench) bench_cmd=(valgrind --tool=callgrind --callgrind-out-file="$out" "$measured"); workers=0 ;;
-    *) echo "say server or bench, not $side" >&2; exit 1 ;;
   esac
   mkdir "$data"
   "${server_cmd[@]}" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 >"$log" 2>&1 &
-  server=$!
+  local server=$!
+  trap "kill $server 2>/dev/null || true; wait $server 2>/dev/null || true" EXIT
   for _ in $(seq 300); do grep -q 'listening on' "$log" && break; sleep 0.1; done
   local url
   url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
@@ -51,7 +52,7 @@ count() {
   # SIGINT: a graceful stop, so that callgrind writes the server's counts.
   kill -INT "$server"
   wait "$server" || true
-  server=
+  trap - EXIT
   # awk reads to the end: an early exit would fail the pipe (pipefail).
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
 }
