@@ -60,6 +60,9 @@ pub(crate) fn parse_bench_text(run_id: &str, text: &str) -> Option<(u64, u64)> {
 pub(crate) struct Window {
     pub(crate) deliveries: u64,
     pub(crate) latency: Histogram,
+    /// The same latencies by channel index, so that a few channels falling
+    /// behind the rest (throughput's many channels) show apart.
+    pub(crate) channel_latency: Vec<Histogram>,
     pub(crate) polls: u64,
     pub(crate) held_polls: u64,
     pub(crate) errors: BTreeMap<String, u64>,
@@ -67,6 +70,17 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// Counts one bench message delivered to a poller of `channel_index`.
+    fn record_delivery(&mut self, channel_index: usize, micros: u64) {
+        self.deliveries += 1;
+        self.latency.record(micros);
+        if self.channel_latency.len() <= channel_index {
+            self.channel_latency
+                .resize_with(channel_index + 1, Histogram::new);
+        }
+        self.channel_latency[channel_index].record(micros);
+    }
+
     pub(crate) fn record_error(&mut self, error: &PollError) {
         *self.errors.entry(error.kind()).or_default() += 1;
         if self.error_samples.len() < ERROR_SAMPLES {
@@ -457,8 +471,7 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
                 for event in &answer.events {
                     state.take(event.seq);
                     if let Some(sent) = event.sent_micros {
-                        window.deliveries += 1;
-                        window.latency.record(received.saturating_sub(sent));
+                        window.record_delivery(state.channel_index, received.saturating_sub(sent));
                     }
                 }
             }
@@ -475,10 +488,10 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
                 state.restart_at("", message.seq);
             } else {
                 state.take(message.seq);
-                window.deliveries += 1;
-                window
-                    .latency
-                    .record(received.saturating_sub(message.sent_micros));
+                window.record_delivery(
+                    state.channel_index,
+                    received.saturating_sub(message.sent_micros),
+                );
             }
         }
         Answer::Socketio(delivery) => {
@@ -494,10 +507,10 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
             }
             for message in &delivery.messages {
                 state.take(message.seq);
-                window.deliveries += 1;
-                window
-                    .latency
-                    .record(received.saturating_sub(message.sent_micros));
+                window.record_delivery(
+                    state.channel_index,
+                    received.saturating_sub(message.sent_micros),
+                );
             }
         }
     }

@@ -130,6 +130,10 @@ pub struct GroupReport {
     pub deliveries: u64,
     /// Their latencies in microseconds.
     pub latency: SparseHistogram,
+    /// The same latencies by channel index (empty for a channel without
+    /// deliveries at the end of the list).
+    #[serde(default)]
+    pub channel_latency: Vec<SparseHistogram>,
     /// Events up to the expected seq that never arrived, over all pollers.
     pub missing: u64,
     /// Events that arrived more than once.
@@ -164,9 +168,14 @@ impl GroupReport {
             }
         }
         self.deliveries += other.deliveries;
-        let mut latency = Histogram::from_sparse(&self.latency);
-        latency.merge(&Histogram::from_sparse(&other.latency));
-        self.latency = latency.to_sparse();
+        self.latency = merged_sparse(&self.latency, &other.latency);
+        if self.channel_latency.len() < other.channel_latency.len() {
+            self.channel_latency
+                .resize_with(other.channel_latency.len(), SparseHistogram::default);
+        }
+        for (mine, theirs) in self.channel_latency.iter_mut().zip(&other.channel_latency) {
+            *mine = merged_sparse(mine, theirs);
+        }
         self.missing += other.missing;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
@@ -180,6 +189,13 @@ impl GroupReport {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+}
+
+/// Two histograms' counts added up.
+fn merged_sparse(left: &SparseHistogram, right: &SparseHistogram) -> SparseHistogram {
+    let mut merged = Histogram::from_sparse(left);
+    merged.merge(&Histogram::from_sparse(right));
+    merged.to_sparse()
 }
 
 /// A running group of pollers.
@@ -346,6 +362,11 @@ impl Group {
             error_samples: window.error_samples,
             deliveries: window.deliveries,
             latency: window.latency.to_sparse(),
+            channel_latency: window
+                .channel_latency
+                .iter()
+                .map(Histogram::to_sparse)
+                .collect(),
             ..GroupReport::default()
         };
         for state in &self.states {
@@ -602,5 +623,42 @@ impl WorkerLink {
                 let _ = child.kill().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(channels: &[&[u64]]) -> GroupReport {
+        let mut all = Histogram::new();
+        let mut channel_latency = Vec::new();
+        for values in channels {
+            let mut histogram = Histogram::new();
+            for &value in *values {
+                histogram.record(value);
+                all.record(value);
+            }
+            channel_latency.push(histogram.to_sparse());
+        }
+        GroupReport {
+            deliveries: all.count(),
+            latency: all.to_sparse(),
+            channel_latency,
+            ..GroupReport::default()
+        }
+    }
+
+    #[test]
+    fn merge_adds_channels_by_index() {
+        // One worker saw deliveries in channels 0 and 1, the other in 0 to 2.
+        let mut merged = report(&[&[100, 200], &[300]]);
+        merged.merge(&report(&[&[400], &[], &[5_000]]));
+        let count = |index: usize| Histogram::from_sparse(&merged.channel_latency[index]).count();
+        assert_eq!(merged.channel_latency.len(), 3);
+        assert_eq!((count(0), count(1), count(2)), (3, 1, 1));
+        assert_eq!(merged.channel_latency[2].max, 5_000);
+        assert_eq!(merged.deliveries, 5);
+        assert_eq!(Histogram::from_sparse(&merged.latency).count(), 5);
     }
 }

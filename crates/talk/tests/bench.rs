@@ -224,6 +224,27 @@ fn throughput_steps_without_loss() {
         assert_eq!(step["sends"]["failed"], 0, "{step}");
         assert_eq!(step["deliveries"], step["expected_deliveries"], "{step}");
         assert_complete(&step["completeness"]);
+        // Every delivery is in one worker's latencies; the spread of the
+        // channels' p99s is ordered and names one of the 4 channels.
+        let by_worker: u64 = step["worker_latency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|worker| worker["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(by_worker, step["deliveries"].as_u64().unwrap(), "{step}");
+        let spread = &step["channel_p99"];
+        let ms = |key: &str| spread[key].as_f64().unwrap();
+        assert!(ms("min_ms") > 0.0, "{step}");
+        assert!(
+            ms("min_ms") <= ms("median_ms") && ms("median_ms") <= ms("max_ms"),
+            "{step}"
+        );
+        assert!(
+            ms("max_ms") <= step["latency"]["max_ms"].as_f64().unwrap(),
+            "{step}"
+        );
+        assert!(spread["slowest_channel"].as_u64().unwrap() < 4, "{step}");
     }
     assert_eq!(steps[1]["expected_deliveries"], 160 * 25);
 }

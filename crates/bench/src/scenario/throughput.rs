@@ -12,6 +12,7 @@ use super::{
     probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
     Target,
 };
+use crate::histogram::SparseHistogram;
 use crate::sender::{SendStats, Senders};
 use crate::Error;
 
@@ -42,11 +43,49 @@ struct StepResult {
     expected_deliveries: u64,
     deliveries_per_second: f64,
     latency: LatencySummary,
+    /// Each worker's latencies: a worker process falling behind the other.
+    worker_latency: Vec<LatencySummary>,
+    /// How the channels' p99s spread: a few channels falling behind the rest.
+    channel_p99: ChannelSpread,
     /// Cumulative over the run: the first step where these turn non-zero lost it.
     completeness: Completeness,
     errors: BTreeMap<String, u64>,
     usage: PhaseUsage,
     passed: bool,
+}
+
+/// The lowest, median and highest of the channels' p99 latencies in a step,
+/// and which channel had the highest.
+#[derive(Debug, Default, Serialize)]
+struct ChannelSpread {
+    min_ms: f64,
+    median_ms: f64,
+    max_ms: f64,
+    slowest_channel: usize,
+}
+
+impl ChannelSpread {
+    /// Over the channels that had deliveries.
+    fn of(channel_latency: &[SparseHistogram]) -> ChannelSpread {
+        let mut p99s: Vec<(f64, usize)> = channel_latency
+            .iter()
+            .enumerate()
+            .map(|(index, sparse)| (LatencySummary::of(sparse), index))
+            .filter(|(latency, _)| latency.count > 0)
+            .map(|(latency, index)| (latency.p99_ms, index))
+            .collect();
+        if p99s.is_empty() {
+            return ChannelSpread::default();
+        }
+        p99s.sort_by(|left, right| left.0.total_cmp(&right.0));
+        let (max_ms, slowest_channel) = p99s[p99s.len() - 1];
+        ChannelSpread {
+            min_ms: p99s[0].0,
+            median_ms: p99s[p99s.len() / 2].0,
+            max_ms,
+            slowest_channel,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -108,7 +147,8 @@ pub(super) async fn run(
         let began = Instant::now();
         let count = ((rate * config.step.as_secs_f64()).round() as u64).max(1);
         let sends = senders.send(count, rate, Duration::from_secs(30)).await;
-        let report = fleet.collect(&senders.acked(), target.drain).await?;
+        let by_worker = fleet.collect_each(&senders.acked(), target.drain).await?;
+        let report = crate::fleet::merged(&by_worker);
         let elapsed = began.elapsed().as_secs_f64();
         let usage = meter.end(target);
         ready = report.ready;
@@ -136,6 +176,11 @@ pub(super) async fn run(
             expected_deliveries,
             deliveries_per_second: report.deliveries as f64 / elapsed,
             latency,
+            worker_latency: by_worker
+                .iter()
+                .map(|worker| LatencySummary::of(&worker.latency))
+                .collect(),
+            channel_p99: ChannelSpread::of(&report.channel_latency),
             completeness,
             errors: report.errors.clone(),
             sends,
@@ -184,6 +229,20 @@ pub(super) async fn run(
             step.errors,
             if step.passed { "PASS" } else { "FAIL" }
         );
+        let worker_p99s: Vec<String> = step
+            .worker_latency
+            .iter()
+            .map(|worker| format!("{:.1}", worker.p99_ms))
+            .collect();
+        let _ = writeln!(
+            summary,
+            "           p99 by channel: min {:.1} / median {:.1} / max {:.1} ms (channel {}); by worker: {} ms",
+            step.channel_p99.min_ms,
+            step.channel_p99.median_ms,
+            step.channel_p99.max_ms,
+            step.channel_p99.slowest_channel,
+            worker_p99s.join(" / ")
+        );
         if let Some(server) = step.usage.server {
             let _ = writeln!(
                 summary,
@@ -212,4 +271,46 @@ pub(super) async fn run(
         summary,
         clean,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::Histogram;
+
+    fn channel(micros: &[u64]) -> SparseHistogram {
+        let mut histogram = Histogram::new();
+        for &value in micros {
+            histogram.record(value);
+        }
+        histogram.to_sparse()
+    }
+
+    #[test]
+    fn channel_spread_orders_the_channels_and_skips_empty_ones() {
+        let channels = [
+            channel(&[3_000, 3_000]),
+            channel(&[]),
+            channel(&[40_000, 90_000]),
+            channel(&[1_000]),
+            channel(&[20_000]),
+        ];
+        let p99 = |index: usize| LatencySummary::of(&channels[index]).p99_ms;
+        let spread = ChannelSpread::of(&channels);
+        assert_eq!(spread.min_ms, p99(3));
+        // The median of the four channels with deliveries (the third of them).
+        assert_eq!(spread.median_ms, p99(4));
+        assert_eq!(spread.max_ms, p99(2));
+        assert_eq!(spread.slowest_channel, 2);
+        assert!(p99(3) < p99(0) && p99(0) < p99(4) && p99(4) < p99(2));
+    }
+
+    #[test]
+    fn channel_spread_of_nothing_is_zero() {
+        let spread = ChannelSpread::of(&[channel(&[])]);
+        assert_eq!(
+            (spread.min_ms, spread.median_ms, spread.max_ms),
+            (0.0, 0.0, 0.0)
+        );
+    }
 }
