@@ -21,7 +21,7 @@ pub enum Error {
         detail: ErrorDetail,
     },
     /// The request did not get an answer: connection refused, reset, timed out.
-    #[error("no answer from the server: {0}")]
+    #[error("no answer from the server: {}", with_causes(.0))]
     Transport(#[from] reqwest::Error),
     /// The answer was not what the protocol says.
     #[error("the server's answer (status {status}) is not protocol JSON: {reason}")]
@@ -31,6 +31,19 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
+}
+
+/// `error` and its causes on one line: reqwest's own message ("error
+/// sending request for url …") does not say what went wrong.
+fn with_causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 impl Error {

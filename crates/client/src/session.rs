@@ -776,6 +776,8 @@ mod tests {
         let started = std::time::Instant::now();
         let error = client.send("hello").await.unwrap_err();
         assert!(matches!(error, Error::Transport(_)), "{error}");
+        // The message names the cause, not only reqwest's "error sending request".
+        assert!(error.to_string().contains("os error"), "{error}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
