@@ -128,10 +128,7 @@ pub(super) async fn run(
         answers: report.polls,
         bench_cpu_us_per_answer: 1e6 * usage.bench.cpu_seconds / report.polls.max(1) as f64,
         latency: LatencySummary::of(&report.latency),
-        worker_latency: by_worker
-            .iter()
-            .map(|worker| LatencySummary::of(&worker.latency))
-            .collect(),
+        worker_latency: super::worker_latencies(&by_worker),
         completeness,
         errors: report.errors.clone(),
         error_samples: report.error_samples.clone(),
@@ -163,12 +160,11 @@ pub(super) async fn run(
         result.deliveries, result.expected_deliveries, result.answers, result.latency
     );
     if result.worker_latency.len() > 1 {
-        let p99s: Vec<String> = result
-            .worker_latency
-            .iter()
-            .map(|worker| format!("{:.1}", worker.p99_ms))
-            .collect();
-        let _ = writeln!(summary, "  p99 by worker: {} ms", p99s.join(" / "));
+        let _ = writeln!(
+            summary,
+            "  p99 by worker: {} ms",
+            super::p99s_by_worker(&result.worker_latency)
+        );
     }
     let _ = writeln!(summary, "  {}", result.completeness);
     let _ = writeln!(summary, "  poll errors {:?}", result.errors);

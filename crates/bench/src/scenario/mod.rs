@@ -231,6 +231,23 @@ impl LatencySummary {
     }
 }
 
+/// Each worker's latencies, in worker order.
+fn worker_latencies(reports: &[GroupReport]) -> Vec<LatencySummary> {
+    reports
+        .iter()
+        .map(|report| LatencySummary::of(&report.latency))
+        .collect()
+}
+
+/// The workers' p99s, as in "41.0 / 43.5".
+fn p99s_by_worker(latencies: &[LatencySummary]) -> String {
+    let p99s: Vec<String> = latencies
+        .iter()
+        .map(|latency| format!("{:.1}", latency.p99_ms))
+        .collect();
+    p99s.join(" / ")
+}
+
 impl std::fmt::Display for LatencySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -176,10 +176,7 @@ pub(super) async fn run(
             expected_deliveries,
             deliveries_per_second: report.deliveries as f64 / elapsed,
             latency,
-            worker_latency: by_worker
-                .iter()
-                .map(|worker| LatencySummary::of(&worker.latency))
-                .collect(),
+            worker_latency: super::worker_latencies(&by_worker),
             channel_p99: ChannelSpread::of(&report.channel_latency),
             completeness,
             errors: report.errors.clone(),
@@ -229,11 +226,6 @@ pub(super) async fn run(
             step.errors,
             if step.passed { "PASS" } else { "FAIL" }
         );
-        let worker_p99s: Vec<String> = step
-            .worker_latency
-            .iter()
-            .map(|worker| format!("{:.1}", worker.p99_ms))
-            .collect();
         let _ = writeln!(
             summary,
             "           p99 by channel: min {:.1} / median {:.1} / max {:.1} ms (channel {}); by worker: {} ms",
@@ -241,7 +233,7 @@ pub(super) async fn run(
             step.channel_p99.median_ms,
             step.channel_p99.max_ms,
             step.channel_p99.slowest_channel,
-            worker_p99s.join(" / ")
+            super::p99s_by_worker(&step.worker_latency)
         );
         if let Some(server) = step.usage.server {
             let _ = writeln!(
