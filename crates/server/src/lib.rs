@@ -48,12 +48,13 @@ pub async fn run(
     config.validate()?;
     let data_dir = config.data_dir.clone();
     let window = config.history_window;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store_metrics = metrics.store.clone();
     let (store, store_closer, loaded) =
-        tokio::task::spawn_blocking(move || store::Store::open(&data_dir, window))
+        tokio::task::spawn_blocking(move || store::Store::open(&data_dir, window, store_metrics))
             .await
             .expect("opening the store does not panic")?;
     let n_channels = loaded.len();
-    let metrics = Arc::new(metrics::Metrics::new());
     if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         metrics.open_files_limit.set(limit.0 as i64);
     }

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::StoreMetrics;
+
 /// The label of `talk_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ErrorLabels {
@@ -30,6 +32,7 @@ pub(crate) struct Metrics {
     pub(crate) errors: Family<ErrorLabels, Counter>,
     pub(crate) accept_errors: Counter,
     pub(crate) open_files_limit: Gauge,
+    pub(crate) store: StoreMetrics,
 }
 
 impl Metrics {
@@ -48,6 +51,12 @@ impl Metrics {
             errors: Family::default(),
             accept_errors: Counter::default(),
             open_files_limit: Gauge::default(),
+            store: StoreMetrics {
+                commit_seconds: Histogram::new([
+                    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ]),
+                commit_jobs: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0]),
+            },
             registry: Registry::default(),
         };
         registry.register(
@@ -92,6 +101,16 @@ impl Metrics {
             "open_files_limit",
             "The open-files limit, which bounds connections",
             metrics.open_files_limit.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "How long each history transaction took to commit",
+            metrics.store.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_jobs",
+            "Appends, channels and prunes per history transaction",
+            metrics.store.commit_jobs.clone(),
         );
         Metrics {
             registry,

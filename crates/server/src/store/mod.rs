@@ -12,8 +12,10 @@ mod sqlite;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,20 @@ enum Job {
 /// Called on the writer thread once an append is committed (or failed).
 pub(crate) type OnCommit = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
+/// What the writer thread reports to `/metrics`: an operator sees at once
+/// when commits slow down (a slow disk, a long WAL checkpoint), which delays
+/// every acknowledgement and every delivery.
+#[derive(Clone)]
+pub(crate) struct StoreMetrics {
+    /// How long each transaction took, from its first statement to its commit.
+    pub(crate) commit_seconds: Histogram,
+    /// How many jobs each transaction held (group commit's batch size).
+    pub(crate) commit_jobs: Histogram,
+}
+
+/// A commit slower than this is logged as a warning, with its size.
+const SLOW_COMMIT: Duration = Duration::from_millis(250);
+
 /// The handle to the store; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -103,6 +119,7 @@ impl Store {
     pub(crate) fn open(
         data_dir: &Path,
         window: usize,
+        metrics: StoreMetrics,
     ) -> Result<(Store, StoreCloser, Vec<LoadedChannel>), Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.to_owned(),
@@ -113,7 +130,7 @@ impl Store {
         let (jobs, queue) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("talk-store".into())
-            .spawn(move || write_loop(&mut connection, queue))
+            .spawn(move || write_loop(&mut connection, queue, &metrics))
             .expect("spawning the store thread");
         let store = Store { jobs: jobs.clone() };
         Ok((store, StoreCloser { jobs, writer }, loaded))
@@ -171,7 +188,11 @@ impl StoreCloser {
 /// caller's acknowledgement without bound.
 const MAX_JOBS_PER_COMMIT: usize = 4096;
 
-fn write_loop(connection: &mut rusqlite::Connection, queue: mpsc::Receiver<Job>) {
+fn write_loop(
+    connection: &mut rusqlite::Connection,
+    queue: mpsc::Receiver<Job>,
+    metrics: &StoreMetrics,
+) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = queue.recv() else { break };
@@ -188,7 +209,18 @@ fn write_loop(connection: &mut rusqlite::Connection, queue: mpsc::Receiver<Job>)
             batch.truncate(stop_at);
             stopping = true;
         }
+        let started = Instant::now();
         let result = sqlite::commit(connection, &batch).map_err(|error| error.to_string());
+        let took = started.elapsed();
+        metrics.commit_seconds.observe(took.as_secs_f64());
+        metrics.commit_jobs.observe(batch.len() as f64);
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                jobs = batch.len(),
+                "a history commit was slow"
+            );
+        }
         if let Err(reason) = &result {
             tracing::error!(%reason, jobs = batch.len(), "committing to the history store failed");
         }

@@ -43,6 +43,21 @@ async fn metrics_count_traffic_and_errors_by_code() {
     }
     // The first poll had ada's join, the second her message.
     assert!(text.contains("talk_events_out_total 2"), "{text}");
+    // Both were committed to the history, in one transaction or more.
+    assert!(
+        sample(&text, "talk_store_commit_seconds_count") >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&text, "talk_store_commit_jobs_sum") >= 2.0, "{text}");
+}
+
+/// The value of the sample named `name` in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
