@@ -9,6 +9,13 @@ use talk_protocol::{
     BroadcastRequest, ErrorBody, ErrorDetail, PollAnswer, PollRequest, SendAnswer, StartAnswer,
 };
 
+/// How long an unused connection is kept for the next request. The server
+/// closes a connection that sends no request for 10 s (by default); a
+/// request sent as it does so is lost to a reset ("connection reset by
+/// peer"), and a busy client may not see the close in time. Letting go
+/// well before keeps the client out of that race.
+pub const IDLE_CONNECTION_LIMIT: Duration = Duration::from_secs(5);
+
 /// What can go wrong with one request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -70,13 +77,16 @@ impl Api {
     pub fn new(base_url: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(IDLE_CONNECTION_LIMIT)
             .build()
             .expect("a default reqwest client builds");
         Self::with_http(base_url, http)
     }
 
     /// The endpoints under `base_url`, with a client you built (to bind a
-    /// source address, say).
+    /// source address, say). Give it a `pool_idle_timeout` of at most
+    /// [`IDLE_CONNECTION_LIMIT`]: reqwest's default keeps idle connections
+    /// for 90 s.
     pub fn with_http(base_url: &str, http: reqwest::Client) -> Self {
         let base = base_url.trim_end_matches('/');
         Api {

@@ -49,7 +49,7 @@ mod api;
 mod backoff;
 mod session;
 
-pub use api::{Api, Error};
+pub use api::{Api, Error, IDLE_CONNECTION_LIMIT};
 pub use backoff::Backoff;
 pub use session::{
     is_retryable, new_send_id, Client, ClientConfig, Identity, LostReason, ResumePoint, Update,

@@ -280,3 +280,17 @@ async fn join_resets_to_the_new_channel_and_leave_ends_the_session() {
         ["join ada", "leave ada Exit", "join ada", "leave ada Quit"]
     );
 }
+
+/// Regression: under load, sends failed with "connection reset by peer"
+/// (30 of 10,000 in a throughput bench) when the client reused a connection
+/// that the server was closing for having had no request for 10 s. The
+/// client must let go of idle connections well before that.
+#[test]
+fn idle_connections_are_dropped_before_the_server_closes_them() {
+    let server_limit = talk_server::Config::default().header_read_timeout;
+    assert!(
+        talk_client::IDLE_CONNECTION_LIMIT * 2 <= server_limit,
+        "{:?} against the server's {server_limit:?}",
+        talk_client::IDLE_CONNECTION_LIMIT
+    );
+}
