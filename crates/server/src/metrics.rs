@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     pub(crate) events_out: Counter,
     pub(crate) poll_answers: Counter,
     pub(crate) poll_hold_seconds: Histogram,
+    pub(crate) send_seconds: Histogram,
     pub(crate) errors: Family<ErrorLabels, Counter>,
     pub(crate) accept_errors: Counter,
     pub(crate) open_files_limit: Gauge,
@@ -48,6 +49,9 @@ impl Metrics {
             events_out: Counter::default(),
             poll_answers: Counter::default(),
             poll_hold_seconds: Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 30.0]),
+            send_seconds: Histogram::new([
+                0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
             errors: Family::default(),
             accept_errors: Counter::default(),
             open_files_limit: Gauge::default(),
@@ -90,6 +94,11 @@ impl Metrics {
             "poll_hold_seconds",
             "How long polls were held before their answer",
             metrics.poll_hold_seconds.clone(),
+        );
+        registry.register(
+            "send_seconds",
+            "How long accepted sends took, from their request to their acknowledgement",
+            metrics.send_seconds.clone(),
         );
         registry.register("errors", "Error answers by code", metrics.errors.clone());
         registry.register(

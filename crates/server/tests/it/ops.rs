@@ -35,6 +35,7 @@ async fn metrics_count_traffic_and_errors_by_code() {
         "talk_errors_total{code=\"unknown_session\"} 1",
         "talk_errors_total{code=\"not_found\"} 1",
         "talk_poll_hold_seconds_count 2",
+        "talk_send_seconds_count 1",
         "talk_open_files_limit",
         "talk_connections",
         "talk_polls_held 0",

@@ -1,6 +1,7 @@
 //! `POST /broadcast`: start a session, send a message or command, leave.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -65,6 +66,7 @@ pub(crate) async fn answer(
             Ok(talk_protocol::to_json(&answer))
         }
         BroadcastRequest::Send { token, id, text } => {
+            let started = Instant::now();
             let session = app.hub.session(&token)?;
             app.limits
                 .check_send(&session.token)
@@ -73,6 +75,9 @@ pub(crate) async fn answer(
             let answer =
                 command::execute(&app.hub, &session, &id, &text, app.config.max_message_chars)
                     .await?;
+            app.metrics
+                .send_seconds
+                .observe(started.elapsed().as_secs_f64());
             Ok(talk_protocol::to_json(&answer))
         }
         BroadcastRequest::Leave { token } => {
