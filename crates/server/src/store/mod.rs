@@ -186,7 +186,7 @@ impl StoreCloser {
 
 /// The most jobs one transaction takes, so a flood cannot delay the first
 /// caller's acknowledgement without bound.
-const MAX_JOBS_PER_COMMIT: usize = 4096;
+pub(crate) const MAX_JOBS_PER_COMMIT: usize = 4096;
 
 fn write_loop(
     connection: &mut rusqlite::Connection,
