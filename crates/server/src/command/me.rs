@@ -10,12 +10,19 @@ use crate::hub::{Hub, Session};
 pub(super) async fn run(
     hub: &Hub,
     session: &Arc<Session>,
+    changes: tokio::sync::MutexGuard<'_, ()>,
     send_id: &SendId,
     action: &str,
     max_chars: usize,
 ) -> Result<SendAnswer, Error> {
-    post(hub, session, send_id, action, max_chars, |text, id| {
-        EventKind::Me { text, id }
-    })
+    post(
+        hub,
+        session,
+        changes,
+        send_id,
+        action,
+        max_chars,
+        |text, id| EventKind::Me { text, id },
+    )
     .await
 }

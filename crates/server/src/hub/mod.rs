@@ -274,20 +274,21 @@ impl Hub {
         }
     }
 
-    /// Posts a message (or `/me` action) from the session to its channel.
-    /// A send id seen before in the channel posts nothing and reports the
-    /// earlier position, with `true` for "duplicate".
-    pub(crate) async fn post(
-        &self,
-        session: &Arc<Session>,
-        send_id: &str,
-        kind: EventKind,
-    ) -> Result<(u64, bool), Error> {
+    /// Posts a message (or `/me` action) from the session to its channel:
+    /// gives it its position and queues it for the store at once; the
+    /// returned [`Queued`] says when it is committed. A send id seen before in
+    /// the channel posts nothing and reports the earlier position, with
+    /// `true` for "duplicate", once that event is committed.
+    pub(crate) fn post(&self, session: &Arc<Session>, send_id: &str, kind: EventKind) -> Queued {
         let state = session.snapshot();
-        let channel = &state.channel;
         self.metrics.messages_in.inc();
-        self.publish(channel, &state.name, state.color, kind, Some(send_id))
-            .await
+        self.queue_event(
+            &state.channel,
+            &state.name,
+            state.color,
+            kind,
+            Some(send_id),
+        )
     }
 
     /// Moves the session to `target`, announcing it in both channels, then
@@ -502,6 +503,21 @@ impl Hub {
         kind: EventKind,
         send_id: Option<&str>,
     ) -> Result<(u64, bool), Error> {
+        self.queue_event(channel, from, color, kind, send_id)
+            .committed()
+            .await
+    }
+
+    /// Gives an event its position and queues it for the store, which shows
+    /// it to the channel's polls once it is committed.
+    fn queue_event(
+        &self,
+        channel: &Arc<Channel>,
+        from: &Name,
+        color: Color,
+        kind: EventKind,
+        send_id: Option<&str>,
+    ) -> Queued {
         let ts = now_ms();
         let (assigned, stored) = channel.assign(send_id, |seq| {
             let event = Event {
@@ -515,7 +531,12 @@ impl Hub {
         });
         let (seq, stored) = match (assigned, stored) {
             (Assigned::New(seq), Some(stored)) => (seq, stored),
-            (Assigned::Duplicate(seq), _) | (Assigned::New(seq), None) => return Ok((seq, true)),
+            (Assigned::Duplicate(seq), _) | (Assigned::New(seq), None) => {
+                return Queued {
+                    seq,
+                    wait: Wait::Earlier(channel.subscribe()),
+                }
+            }
         };
         let (done, committed) = oneshot::channel();
         let to_show = self.committed.clone();
@@ -535,13 +556,53 @@ impl Hub {
                 let _ = to_show.send(event);
             }),
         );
-        committed.await.map_err(|_| store::Error::Closed)??;
+        // The store takes jobs in order, so the prune comes after the append.
         if seq % PRUNE_EVERY == 0 {
             if let Some(up_to_seq) = channel.prunable_up_to() {
                 self.store.prune(channel.name.as_str(), up_to_seq);
             }
         }
-        Ok((seq, false))
+        Queued {
+            seq,
+            wait: Wait::Commit(committed),
+        }
+    }
+}
+
+/// An event with its position, queued for the store.
+#[must_use = "an event is acknowledged only once it is committed"]
+pub(crate) struct Queued {
+    seq: u64,
+    wait: Wait,
+}
+
+/// What a queued event's acknowledgement waits for.
+enum Wait {
+    /// The commit of the new event.
+    Commit(oneshot::Receiver<Result<(), store::Error>>),
+    /// The event was posted before under the same send id: it is
+    /// acknowledged once visible, as visible events are committed, so that
+    /// a retry is never acknowledged ahead of the commit it repeats.
+    Earlier(tokio::sync::watch::Receiver<u64>),
+}
+
+impl Queued {
+    /// Waits for the event's commit; returns its position, and `true` when
+    /// it was a duplicate of an earlier send.
+    pub(crate) async fn committed(self) -> Result<(u64, bool), Error> {
+        match self.wait {
+            Wait::Commit(committed) => {
+                committed.await.map_err(|_| store::Error::Closed)??;
+                Ok((self.seq, false))
+            }
+            Wait::Earlier(mut visible) => {
+                visible
+                    .wait_for(|head| *head >= self.seq)
+                    .await
+                    .map_err(|_| store::Error::Closed)?;
+                Ok((self.seq, true))
+            }
+        }
     }
 }
 
@@ -621,5 +682,53 @@ fn guest_name(taken: &HashMap<String, Arc<str>>) -> Name {
             }
         }
         upper *= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A hub on a fresh store; the folder must outlive it.
+    fn hub(data: &tempfile::TempDir) -> Hub {
+        let metrics = Arc::new(Metrics::new());
+        let (store, _closer, loaded) =
+            Store::open(data.path(), 100, metrics.store.clone()).unwrap();
+        let settings = HubSettings {
+            history_window: 100,
+            history_on_join: 10,
+            presence_limit: 10,
+            session_grace: Duration::from_secs(10),
+        };
+        Hub::new(settings, store, loaded, metrics)
+    }
+
+    fn message(text: &str) -> EventKind {
+        EventKind::Message {
+            text: text.to_owned(),
+            id: "same".to_owned(),
+        }
+    }
+
+    /// On this single-threaded runtime nothing is shown until the test
+    /// awaits, so the original cannot be visible when the retry is queued.
+    #[tokio::test]
+    async fn a_retry_is_acknowledged_only_once_its_original_is_visible() {
+        let data = tempfile::tempdir().unwrap();
+        let hub = hub(&data);
+        let channel = hub.channel(&ChannelName::default_channel());
+        let name = Name::parse("ada").unwrap();
+        let color = Color::parse("ffcc00").unwrap();
+        let original = hub.queue_event(&channel, &name, color, message("hi"), Some("same"));
+        let retry = hub.queue_event(&channel, &name, color, message("hi"), Some("same"));
+        let mut retry = Box::pin(retry.committed());
+        assert!(
+            (&mut retry).now_or_never().is_none(),
+            "acknowledged too soon"
+        );
+        assert_eq!(original.committed().await.unwrap(), (1, false));
+        assert_eq!(retry.await.unwrap(), (1, true));
     }
 }

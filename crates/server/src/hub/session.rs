@@ -17,6 +17,8 @@ pub(crate) struct Session {
     pub(crate) wake: Notify,
     /// Serialises the session's own changes (commands, ending), so that a
     /// `/join` racing an expiry cannot leave the session half in a channel.
+    /// A message holds it only until it has its position, not through its
+    /// commit, so that a session's sends do not wait for each other.
     pub(crate) changes: tokio::sync::Mutex<()>,
 }
 

@@ -179,6 +179,48 @@ async fn a_retried_send_is_posted_once() {
     assert_eq!(ada.poll(200).await.events.len(), 1);
 }
 
+/// A session's sends are not made to wait for each other's commits, so
+/// several can be in flight at once: each is posted once, and a retry that
+/// races its original is acknowledged only once the original is visible
+/// (so committed), never ahead of it.
+#[tokio::test]
+async fn sends_and_retries_of_one_session_in_flight_together_are_posted_once() {
+    let server = TestServer::start().await;
+    let mut ada = server.person("ada").await;
+    let mut sends = tokio::task::JoinSet::new();
+    for index in 0..40 {
+        let api = server.api.clone();
+        let token = ada.token().to_owned();
+        // Ids 0..10, each sent four times.
+        let id = format!("id{}", index % 10);
+        sends.spawn(async move {
+            let answer = api.send(&token, &id, &format!("m-{id}")).await.unwrap();
+            (id, answer)
+        });
+    }
+    let mut seqs = std::collections::HashMap::new();
+    let mut originals = 0;
+    while let Some(sent) = sends.join_next().await {
+        let (id, answer) = sent.unwrap();
+        let seq = answer.seq.unwrap();
+        assert_eq!(*seqs.entry(id).or_insert(seq), seq, "one position per id");
+        if answer.duplicate {
+            let visible = ada.poll_request(0).await.unwrap().cursor.seq;
+            assert!(
+                visible >= seq,
+                "duplicate of {seq} acknowledged with {visible} visible"
+            );
+        } else {
+            originals += 1;
+        }
+    }
+    assert_eq!(originals, 10);
+    let mut texts = ada.texts(10).await;
+    texts.sort();
+    let expected: Vec<String> = (0..10).map(|index| format!("m-id{index}")).collect();
+    assert_eq!(texts, expected);
+}
+
 #[tokio::test]
 async fn a_cursor_older_than_the_window_gets_a_gap_reset() {
     let server = TestServer::start_with(talk_server::Config {
