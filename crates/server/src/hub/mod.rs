@@ -199,6 +199,7 @@ impl Hub {
         let n_members = joined.add_member(&session.token);
         if n_members <= self.settings.presence_limit {
             self.publish(&joined, &name, color, EventKind::Join, None)
+                .committed()
                 .await?;
         }
         Ok(Started {
@@ -243,6 +244,7 @@ impl Hub {
                 EventKind::Leave { reason },
                 None,
             )
+            .committed()
             .await?;
         }
         Ok(())
@@ -282,7 +284,7 @@ impl Hub {
     pub(crate) fn post(&self, session: &Arc<Session>, send_id: &str, kind: EventKind) -> Queued {
         let state = session.snapshot();
         self.metrics.messages_in.inc();
-        self.queue_event(
+        self.publish(
             &state.channel,
             &state.name,
             state.color,
@@ -315,10 +317,12 @@ impl Hub {
                     reason: LeaveReason::Exit,
                 };
                 self.publish(&old, &before.name, before.color, leave, None)
+                    .committed()
                     .await?;
             }
             if new.add_member(&session.token) <= self.settings.presence_limit {
                 self.publish(&new, &before.name, before.color, EventKind::Join, None)
+                    .committed()
                     .await?;
             }
             Ok::<_, Error>(())
@@ -357,6 +361,7 @@ impl Hub {
         };
         let (seq, _) = self
             .publish(channel, &before, state.color, kind, None)
+            .committed()
             .await?;
         Ok(seq)
     }
@@ -371,6 +376,7 @@ impl Hub {
         let channel = &state.channel;
         let (seq, _) = self
             .publish(channel, &state.name, color, EventKind::Color, None)
+            .committed()
             .await?;
         Ok(seq)
     }
@@ -494,23 +500,10 @@ impl Hub {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Stores an event and, once it is committed, shows it to the channel's polls.
-    async fn publish(
-        &self,
-        channel: &Arc<Channel>,
-        from: &Name,
-        color: Color,
-        kind: EventKind,
-        send_id: Option<&str>,
-    ) -> Result<(u64, bool), Error> {
-        self.queue_event(channel, from, color, kind, send_id)
-            .committed()
-            .await
-    }
-
     /// Gives an event its position and queues it for the store, which shows
-    /// it to the channel's polls once it is committed.
-    fn queue_event(
+    /// it to the channel's polls once it is committed; `Queued::committed`
+    /// waits for that.
+    fn publish(
         &self,
         channel: &Arc<Channel>,
         from: &Name,
@@ -721,8 +714,8 @@ mod tests {
         let channel = hub.channel(&ChannelName::default_channel());
         let name = Name::parse("ada").unwrap();
         let color = Color::parse("ffcc00").unwrap();
-        let original = hub.queue_event(&channel, &name, color, message("hi"), Some("same"));
-        let retry = hub.queue_event(&channel, &name, color, message("hi"), Some("same"));
+        let original = hub.publish(&channel, &name, color, message("hi"), Some("same"));
+        let retry = hub.publish(&channel, &name, color, message("hi"), Some("same"));
         let mut retry = Box::pin(retry.committed());
         assert!(
             (&mut retry).now_or_never().is_none(),
