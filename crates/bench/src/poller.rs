@@ -59,9 +59,9 @@ pub(crate) fn parse_bench_text(run_id: &str, text: &str) -> Option<(u64, u64)> {
 #[derive(Debug, Default)]
 pub(crate) struct Window {
     pub(crate) deliveries: u64,
-    pub(crate) latency: Histogram,
-    /// The same latencies by channel index, so that a few channels falling
-    /// behind the rest (throughput's many channels) show apart.
+    /// The latencies by channel index, so that a few channels falling
+    /// behind the rest (throughput's many channels) show apart; recorded
+    /// once per delivery, and merged for the whole (`latency`).
     pub(crate) channel_latency: Vec<Histogram>,
     pub(crate) polls: u64,
     pub(crate) held_polls: u64,
@@ -73,12 +73,20 @@ impl Window {
     /// Counts one bench message delivered to a poller of `channel_index`.
     fn record_delivery(&mut self, channel_index: usize, micros: u64) {
         self.deliveries += 1;
-        self.latency.record(micros);
         if self.channel_latency.len() <= channel_index {
             self.channel_latency
                 .resize_with(channel_index + 1, Histogram::new);
         }
         self.channel_latency[channel_index].record(micros);
+    }
+
+    /// Every channel's latencies together.
+    pub(crate) fn latency(&self) -> Histogram {
+        let mut all = Histogram::new();
+        for channel in &self.channel_latency {
+            all.merge(channel);
+        }
+        all
     }
 
     pub(crate) fn record_error(&mut self, error: &PollError) {

@@ -353,6 +353,7 @@ impl Group {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let window = std::mem::take(&mut *self.shared.window.lock().expect("window lock"));
+        let latency = window.latency().to_sparse();
         let mut report = GroupReport {
             pollers: self.spec.pollers,
             ready: self.shared.ready.load(Ordering::Relaxed),
@@ -361,7 +362,7 @@ impl Group {
             errors: window.errors,
             error_samples: window.error_samples,
             deliveries: window.deliveries,
-            latency: window.latency.to_sparse(),
+            latency,
             channel_latency: window
                 .channel_latency
                 .iter()
