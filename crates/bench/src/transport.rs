@@ -248,7 +248,14 @@ fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer,
         reason: error.to_string(),
     };
     if status == 200 {
-        let fields: AnswerFields = talk_protocol::from_json(bytes).map_err(decode_error)?;
+        // UTF-8 checked once for the whole body: `from_slice` checks every
+        // string it reads again, which showed in the bench's instruction
+        // counts.
+        let text = std::str::from_utf8(bytes).map_err(|error| PollError::Decode {
+            status,
+            reason: error.to_string(),
+        })?;
+        let fields: AnswerFields = serde_json::from_str(text).map_err(decode_error)?;
         let events = fields
             .events
             .iter()
@@ -362,6 +369,12 @@ mod tests {
             200,
             r#"{"channel":"lobby"}"#,
             "decode: undecodable answer (status 200): missing field `cursor` at line 1 column 19",
+        );
+        // Bytes that are not UTF-8, checked once for the whole body.
+        let not_utf8 = decode_answer(200, b"{\"channel\":\"\xff\"}", "r1");
+        assert!(
+            matches!(&not_utf8, Err(PollError::Decode { status: 200, reason }) if reason.contains("utf-8")),
+            "{not_utf8:?}"
         );
     }
 
