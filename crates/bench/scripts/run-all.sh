@@ -11,7 +11,9 @@ export RESULTS=${RESULTS:-$PWD/../../../bench-results.jsonl}
 SIZES=${SIZES:-1000 5000 10000 19000}
 SCENARIOS=${SCENARIOS:-fanout10 fanout2 capacity throughput}
 PEERS=${PEERS:-}
-COMMON=(--workers 2)
+# Bench worker processes; more than one shares the bench core between
+# gates that cannot see each other (see BENCHMARKS.md, round 10).
+COMMON=(--workers "${WORKERS:-2}")
 # One fan-out run of talk (`talk`) or of a peer, with the flags given.
 fanout() {
   local peer=$1
