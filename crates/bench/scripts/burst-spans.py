@@ -50,13 +50,12 @@ def read_events(lines, server_pid):
             if int(cpu) == 0:
                 events.append((time, "switch", None, None, trace.split("==>")[-1].split()[0]))
         elif int(pid) != server_pid:
-            if event.endswith("sys_exit_recvfrom"):
-                returned = re.search(r"(0x[0-9a-f]+)\s*$", trace)
-                if returned:
-                    events.append((time, "bench read", None, int(returned.group(1), 16), None))
-        elif int(pid) == server_pid and event.endswith("sys_enter_sendto"):
+            returned = re.search(r"(0x[0-9a-f]+)\s*$", trace)
+            if event.endswith("sys_exit_recvfrom") and returned:
+                events.append((time, "bench read", None, int(returned.group(1), 16), None))
+        elif event.endswith("sys_enter_sendto"):
             events.append((time, "send", arg(trace, "fd"), arg(trace, "len"), None))
-        elif int(pid) == server_pid and event.endswith("sys_enter_recvfrom"):
+        elif event.endswith("sys_enter_recvfrom"):
             events.append((time, "recv", arg(trace, "fd"), None, None))
     return events
 
