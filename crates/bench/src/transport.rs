@@ -243,7 +243,7 @@ enum EventType {
 }
 
 fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer, PollError> {
-    let decode_error = |error: serde_json::Error| PollError::Decode {
+    let decode_error = |error: &dyn std::fmt::Display| PollError::Decode {
         status,
         reason: error.to_string(),
     };
@@ -251,11 +251,9 @@ fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer,
         // UTF-8 checked once for the whole body: `from_slice` checks every
         // string it reads again, which showed in the bench's instruction
         // counts.
-        let text = std::str::from_utf8(bytes).map_err(|error| PollError::Decode {
-            status,
-            reason: error.to_string(),
-        })?;
-        let fields: AnswerFields = serde_json::from_str(text).map_err(decode_error)?;
+        let text = std::str::from_utf8(bytes).map_err(|error| decode_error(&error))?;
+        let fields: AnswerFields =
+            serde_json::from_str(text).map_err(|error| decode_error(&error))?;
         let events = fields
             .events
             .iter()
@@ -278,7 +276,8 @@ fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer,
             reconnect: fields.reconnect,
         })
     } else {
-        let body: ErrorBody = talk_protocol::from_json(bytes).map_err(decode_error)?;
+        let body: ErrorBody =
+            talk_protocol::from_json(bytes).map_err(|error| decode_error(&error))?;
         Err(PollError::Server {
             status,
             code: body.error.code,
