@@ -138,13 +138,13 @@ impl Metrics {
     /// Counts a held poll until the guard is dropped.
     pub(crate) fn held_poll(&self) -> GaugeGuard {
         self.polls_held.inc();
-        GaugeGuard(self.polls_held.clone())
+        GaugeGuard(Some(self.polls_held.clone()))
     }
 
     /// Counts an open connection until the guard is dropped.
     pub(crate) fn open_connection(&self) -> GaugeGuard {
         self.connections.inc();
-        GaugeGuard(self.connections.clone())
+        GaugeGuard(Some(self.connections.clone()))
     }
 
     /// Counts an error answer.
@@ -159,11 +159,20 @@ impl Default for Metrics {
     }
 }
 
-/// Decrements a gauge when dropped.
-pub(crate) struct GaugeGuard(Gauge);
+/// Decrements a gauge when dropped, unless disarmed.
+pub(crate) struct GaugeGuard(Option<Gauge>);
+
+impl GaugeGuard {
+    /// Drops the guard without decrementing: somebody else has.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
     }
 }
