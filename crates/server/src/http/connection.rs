@@ -35,7 +35,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use talk_protocol::{BroadcastRequest, PollRequest};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -45,8 +46,10 @@ use super::cors::{self, OriginCheck};
 use super::error::ApiError;
 use super::request::{decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
+use super::socket_sink::SocketSink;
 use super::AppState;
 use crate::config::Config;
+use crate::hub::{Polled, Waiter};
 
 /// The most bytes read from the socket at once; the buffer that keeps them
 /// is only as large as what arrived.
@@ -112,7 +115,7 @@ pub(crate) enum Head {
 }
 
 /// A chat answer, ready to be written.
-struct Answer {
+pub(super) struct Answer {
     status: StatusCode,
     json: Bytes,
     retry_after_secs: Option<u64>,
@@ -174,11 +177,15 @@ fn on_grid(deadline: Instant, now: Instant, grid_origin: Instant) -> Instant {
 /// Serves one connection until it closes. `watcher` makes a graceful
 /// shutdown wait for this connection.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     connections: Arc<Connections>,
     watcher: Watcher,
 ) {
+    // The write half goes into the waiter the connection's polls park, so
+    // that a publish can write their answers (see `socket_sink`).
+    let (mut stream, write) = stream.into_split();
+    let waiter = Arc::new(Waiter::new(SocketSink::new(write, connections.clone())));
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
     // The session of the last poll, to skip the token map's lock next time.
@@ -205,7 +212,10 @@ pub(crate) async fn serve(
         let head = match head {
             Ok(Head::Chat(head)) => head,
             Ok(Head::Other) => {
-                return hand_over(stream, pending, peer, &connections, watcher).await
+                let Some(stream) = reunite(stream, waiter).await else {
+                    return;
+                };
+                return hand_over(stream, pending, peer, &connections, watcher).await;
             }
             // Closed or failed.
             Ok(Head::Closed) | Err(_) => return,
@@ -228,11 +238,20 @@ pub(crate) async fn serve(
         let answer = match request {
             Err(error) => error_answer(app, error),
             Ok(ChatRequest::Poll(request)) => {
-                let answer = poll::answer(app, request, &mut last_session, |wait| {
+                waiter.sink().hold(head.origin, head.close);
+                let answer = poll::answer(app, request, &mut last_session, &waiter, |wait| {
                     alarm.until(Instant::now() + wait)
                 });
                 match watch_while_held(&mut stream, &mut pending, answer).await {
-                    Some(Ok(body)) => ok_answer(body.json),
+                    Some(Ok(Polled::Answer(body))) => ok_answer(body.json),
+                    // Written by the publish (which declines a poll that
+                    // asked to close), perhaps only in part.
+                    Some(Ok(Polled::Sent { finish })) => {
+                        if finish && waiter.sink().finish().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Some(Err(error)) => error_answer(app, error),
                     // The client hung up: its poll is dropped, and so is it.
                     None => return,
@@ -247,14 +266,27 @@ pub(crate) async fn serve(
         };
         let close = head.close || connections.closing.is_cancelled();
         let bytes = encode_answer(&answer, &app.config.allow_origins, head.origin, close);
-        if stream.write_all(&bytes).await.is_err() {
-            return;
-        }
-        if close {
-            let _ = stream.shutdown().await;
+        // Returning drops both halves: the write half shuts the socket down.
+        if waiter.sink().write_all(&bytes).await.is_err() || close {
             return;
         }
     }
+}
+
+/// The connection whole again, to hand it to hyper: the waiter is this
+/// connection's alone between polls, but a publish on another thread may
+/// still hold it for a moment after writing its last answer.
+async fn reunite(read: OwnedReadHalf, mut waiter: Arc<Waiter<SocketSink>>) -> Option<TcpStream> {
+    for _ in 0..1_000 {
+        match Arc::try_unwrap(waiter) {
+            Ok(waiter) => return read.reunite(waiter.into_sink().into_write_half()).ok(),
+            Err(shared) => {
+                waiter = shared;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    None
 }
 
 /// Hands the connection to hyper, which reads `pending` first.
@@ -288,7 +320,7 @@ async fn hand_over(
 
 /// Reads until `pending` holds a whole request head, and says what it is.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
     connections: &Connections,
 ) -> io::Result<Head> {
@@ -394,7 +426,7 @@ fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError>
 }
 
 /// Appends what the socket has to `pending`; 0 when the client closed it.
-async fn read_some(stream: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<usize> {
+async fn read_some(stream: &mut OwnedReadHalf, pending: &mut Vec<u8>) -> io::Result<usize> {
     std::future::poll_fn(|cx| poll_read_into(stream, pending, cx)).await
 }
 
@@ -406,7 +438,7 @@ async fn read_some(stream: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<
 /// as "drained", which saves the system call that would otherwise only
 /// find the socket empty.
 fn poll_read_into(
-    stream: &mut TcpStream,
+    stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -426,7 +458,7 @@ fn poll_read_into(
 /// Runs `answer` while watching the socket: `None` if the client hangs up
 /// first. Bytes it sends meanwhile (a pipelined request) are kept.
 async fn watch_while_held<T>(
-    stream: &mut TcpStream,
+    stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
     answer: impl Future<Output = T>,
 ) -> Option<T> {
@@ -449,7 +481,7 @@ async fn watch_while_held<T>(
     .await
 }
 
-fn ok_answer(json: Bytes) -> Answer {
+pub(super) fn ok_answer(json: Bytes) -> Answer {
     Answer {
         status: StatusCode::OK,
         json,
@@ -469,7 +501,7 @@ fn error_answer(app: &AppState, error: ApiError) -> Answer {
 
 /// The whole answer, head and body, for one write. Plain copies: `write!`
 /// cost more than the rest of the head together.
-fn encode_answer(
+pub(super) fn encode_answer(
     answer: &Answer,
     allow_origins: &[String],
     origin: OriginCheck,

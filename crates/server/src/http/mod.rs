@@ -9,6 +9,7 @@ mod date;
 pub(crate) mod error;
 pub(crate) mod request;
 mod routes;
+mod socket_sink;
 
 use std::sync::Arc;
 

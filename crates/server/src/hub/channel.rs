@@ -1,27 +1,80 @@
 //! A channel: its ordered stream of events (the in-memory ring of the
-//! history window), its members, and the wake-up of the polls that wait on it.
+//! history window), its members, and the polls parked on it.
 //!
 //! Every event is encoded once, when it is published; a poll answer is those
-//! bytes spliced together. Most waiting polls have the same cursor (they all
-//! got the previous event), so the last answer built is kept and shared by
-//! every poll that asks for the same range: a broadcast to 10,000 waiting
-//! polls builds one answer, not 10,000.
+//! bytes spliced together. A poll parks only when it has seen every visible
+//! event, so all parked polls have the same cursor, and the events that
+//! become visible next make one answer for all of them: a broadcast to
+//! 10,000 waiting polls builds one answer, not 10,000. Polls that ask for
+//! the same range share the last answer built too.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use slab::Slab;
 use talk_protocol::{ChannelName, Cursor, Reset};
 use tokio::sync::watch;
 
+use super::waiter::Parked;
 use crate::store::StoredEvent;
 
 /// What a poll finds in a channel.
-pub(crate) enum Lookup {
-    /// Nothing after the cursor yet: wait.
-    Nothing,
+pub(crate) enum Lookup<'channel> {
+    /// Nothing after the cursor yet: the poll is parked until there is.
+    Parked(Park<'channel>),
+    /// The poll may not park here (its session is leaving the channel, or
+    /// the server is stopping): it must look again.
+    Left,
     /// An answer, ready to send.
     Answer(PollBody),
+}
+
+/// A poll parked in its channel; dropping it unlists the poll if it is
+/// still parked.
+pub(crate) struct Park<'channel> {
+    channel: &'channel Channel,
+    key: usize,
+    waiter: &'channel dyn Parked,
+}
+
+impl Park<'_> {
+    /// Takes the poll out of the channel, unless a publish or the hub has
+    /// claimed it already (then the waiter has its outcome, or will soon).
+    pub(crate) fn unpark(&self) -> bool {
+        if !self.waiter.unpark_self() {
+            return false;
+        }
+        let mut state = self.channel.state.lock().expect("channel lock");
+        // The key may have been reused by another waiter since a publish
+        // took this one's list; remove it only if it is still ours.
+        if let Some(parked) = state.parked.get(self.key) {
+            if std::ptr::addr_eq(Arc::as_ptr(&parked.waiter), self.waiter) {
+                state.parked.remove(self.key);
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Park<'_> {
+    fn drop(&mut self) {
+        self.unpark();
+    }
+}
+
+/// A parked poll, as its channel lists it.
+struct ParkedPoll {
+    /// Its session, to unpark the polls of a session that moves away.
+    session: usize,
+    waiter: Arc<dyn Parked>,
+}
+
+/// The answer that newly visible events make for the polls that were parked
+/// on the channel, and those polls, taken off the channel's list.
+pub(crate) struct FanOut {
+    pub(crate) body: PollBody,
+    pub(super) waiters: Vec<Arc<dyn Parked>>,
 }
 
 /// A complete poll answer, encoded.
@@ -58,6 +111,8 @@ struct ChannelState {
     last_answer: Option<(u64, u64, PollBody)>,
     /// The last history answer built, keyed by its head and reset reason.
     last_history: Option<(u64, Reset, PollBody)>,
+    /// The polls waiting for the event after `visible`.
+    parked: Slab<ParkedPoll>,
 }
 
 /// What `Channel::assign` did with a message whose send id it was given.
@@ -92,6 +147,7 @@ impl Channel {
                 window,
                 last_answer: None,
                 last_history: None,
+                parked: Slab::new(),
             }),
             visible_head: watch::channel(head).0,
         }
@@ -135,24 +191,59 @@ impl Channel {
         (Assigned::New(seq), Some(event))
     }
 
-    /// Makes every event up to `seq` visible to polls, once it is committed.
-    pub(crate) fn make_visible(&self, seq: u64) {
+    /// Makes every event up to `seq` visible to polls, once it is committed;
+    /// returns the answer for the parked polls, taken off the list.
+    pub(crate) fn make_visible(&self, seq: u64) -> Option<FanOut> {
         let mut state = self.state.lock().expect("channel lock");
-        if seq > state.visible {
-            state.visible = seq;
-            drop(state);
-            self.visible_head.send_replace(seq);
+        if seq <= state.visible {
+            return None;
         }
+        let parked_at = state.visible;
+        state.visible = seq;
+        let fan_out = if state.parked.is_empty() {
+            None
+        } else {
+            // Every parked poll has seen up to `parked_at` (it parked when
+            // that was the head), so one answer is right for all of them.
+            let body = state.answer_after(&self.name, parked_at);
+            let waiters = state.parked.drain().map(|parked| parked.waiter).collect();
+            Some(FanOut { body, waiters })
+        };
+        drop(state);
+        self.visible_head.send_replace(seq);
+        fan_out
     }
 
-    /// The answer for a poll at `cursor`, or `Nothing` when it must wait.
-    pub(crate) fn lookup(&self, cursor: &Cursor, history_len: usize) -> Lookup {
+    /// The answer for a poll at `cursor`; when there is nothing after it
+    /// yet, parks `waiter` on the channel, if `stays` says it may. `stays`
+    /// is asked under the channel's lock, so that a session that starts to
+    /// leave the channel afterwards finds the poll here and unparks it.
+    pub(crate) fn lookup_or_park<'channel>(
+        &'channel self,
+        cursor: &Cursor,
+        history_len: usize,
+        session: &super::Session,
+        waiter: &'channel Arc<impl Parked + 'static>,
+        stays: impl FnOnce() -> bool,
+    ) -> Lookup<'channel> {
         let mut state = self.state.lock().expect("channel lock");
         if cursor.epoch != state.epoch {
             return Lookup::Answer(state.history(&self.name, Reset::Epoch, history_len));
         }
         if cursor.seq == state.visible {
-            return Lookup::Nothing;
+            if !stays() {
+                return Lookup::Left;
+            }
+            waiter.park();
+            let key = state.parked.insert(ParkedPoll {
+                session: session_id(session),
+                waiter: waiter.clone(),
+            });
+            return Lookup::Parked(Park {
+                channel: self,
+                key,
+                waiter: &**waiter,
+            });
         }
         let oldest = state
             .ring
@@ -161,32 +252,22 @@ impl Channel {
         if cursor.seq > state.visible || cursor.seq + 1 < oldest {
             return Lookup::Answer(state.history(&self.name, Reset::Gap, history_len));
         }
-        let visible = state.visible;
-        if let Some((from, to, body)) = &state.last_answer {
-            if *from == cursor.seq && *to == visible {
-                return Lookup::Answer(body.clone());
+        Lookup::Answer(state.answer_after(&self.name, cursor.seq))
+    }
+
+    /// Unparks the polls of `session` (which is switching channels or
+    /// ending) and wakes them, so that none is answered with what comes
+    /// next here.
+    pub(crate) fn unpark_session(&self, session: &super::Session) {
+        let id = session_id(session);
+        let mut state = self.state.lock().expect("channel lock");
+        state.parked.retain(|_, parked| {
+            if parked.session != id {
+                return true;
             }
-        }
-        let skip = (cursor.seq + 1 - oldest) as usize;
-        let count = (visible - cursor.seq) as usize;
-        let events = state
-            .ring
-            .iter()
-            .skip(skip)
-            .take(count)
-            .map(|event| &event.body[..]);
-        let cursor = Cursor {
-            epoch: state.epoch.clone(),
-            seq: visible,
-        };
-        let json =
-            talk_protocol::poll_answer_json(self.name.as_str(), &cursor, events, None, false);
-        let body = PollBody {
-            json: Bytes::from(json),
-            n_events: count,
-        };
-        state.last_answer = Some((cursor.seq - count as u64, visible, body.clone()));
-        Lookup::Answer(body)
+            parked.waiter.unpark();
+            false
+        });
     }
 
     /// The channel's latest history as an answer that replaces the client's view.
@@ -252,7 +333,43 @@ impl Channel {
     }
 }
 
+/// Tells sessions apart in the parked list without holding them.
+fn session_id(session: &super::Session) -> usize {
+    std::ptr::from_ref(session).addr()
+}
+
 impl ChannelState {
+    /// The answer with every visible event after `from_seq`, which must be
+    /// in the window and before `visible`; the last one built is shared.
+    fn answer_after(&mut self, name: &ChannelName, from_seq: u64) -> PollBody {
+        let visible = self.visible;
+        if let Some((from, to, body)) = &self.last_answer {
+            if *from == from_seq && *to == visible {
+                return body.clone();
+            }
+        }
+        let oldest = self.ring.front().map_or(visible + 1, |event| event.seq);
+        let skip = (from_seq + 1 - oldest) as usize;
+        let count = (visible - from_seq) as usize;
+        let events = self
+            .ring
+            .iter()
+            .skip(skip)
+            .take(count)
+            .map(|event| &event.body[..]);
+        let cursor = Cursor {
+            epoch: self.epoch.clone(),
+            seq: visible,
+        };
+        let json = talk_protocol::poll_answer_json(name.as_str(), &cursor, events, None, false);
+        let body = PollBody {
+            json: Bytes::from(json),
+            n_events: count,
+        };
+        self.last_answer = Some((from_seq, visible, body.clone()));
+        body
+    }
+
     fn history(&mut self, name: &ChannelName, reset: Reset, history_len: usize) -> PollBody {
         let visible = self.visible;
         if let Some((head, cached_reset, body)) = &self.last_history {
@@ -276,5 +393,121 @@ impl ChannelState {
         };
         self.last_history = Some((visible, reset, body.clone()));
         body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use talk_protocol::{Color, Name};
+
+    use super::super::waiter::{Deliver, Delivery, Waiter};
+    use super::super::Session;
+    use super::*;
+
+    /// A sink that sends everything at once.
+    struct Sends;
+
+    impl Deliver for Sends {
+        fn deliver(&self, _body: &PollBody) -> Delivery {
+            Delivery::Sent
+        }
+    }
+
+    fn channel() -> Arc<Channel> {
+        Arc::new(Channel::new(
+            ChannelName::default_channel(),
+            "epoch".into(),
+            0,
+            Vec::new(),
+            100,
+        ))
+    }
+
+    fn session(channel: &Arc<Channel>, name: &str) -> Session {
+        let color = Color::parse("ffcc00").unwrap();
+        Session::new(
+            Arc::from(name),
+            Name::parse(name).unwrap(),
+            color,
+            channel.clone(),
+        )
+    }
+
+    fn head(channel: &Channel) -> Cursor {
+        Cursor {
+            epoch: "epoch".into(),
+            seq: channel.state.lock().unwrap().visible,
+        }
+    }
+
+    /// Adds one committed event to the channel; returns its fan-out.
+    fn publish(channel: &Channel) -> Option<FanOut> {
+        let (Assigned::New(seq), _) = channel.assign(None, |_| Bytes::from_static(b"{}")) else {
+            panic!("a new event");
+        };
+        channel.make_visible(seq)
+    }
+
+    fn n_parked(channel: &Channel) -> usize {
+        channel.state.lock().unwrap().parked.len()
+    }
+
+    #[test]
+    fn parked_polls_share_one_answer_and_leave_the_list_with_it() {
+        let channel = channel();
+        let (ada, bob) = (session(&channel, "ada"), session(&channel, "bob"));
+        let waiters = [Arc::new(Waiter::new(Sends)), Arc::new(Waiter::new(Sends))];
+        let cursor = head(&channel);
+        let parks: Vec<_> = [(&ada, &waiters[0]), (&bob, &waiters[1])]
+            .into_iter()
+            .map(|(session, waiter)| {
+                let Lookup::Parked(park) =
+                    channel.lookup_or_park(&cursor, 10, session, waiter, || true)
+                else {
+                    panic!("nothing to answer yet: the poll parks");
+                };
+                park
+            })
+            .collect();
+        assert_eq!(n_parked(&channel), 2);
+        let fan_out = publish(&channel).expect("two polls to answer");
+        assert_eq!((fan_out.waiters.len(), fan_out.body.n_events), (2, 1));
+        assert_eq!(n_parked(&channel), 0);
+        drop(parks);
+        assert!(publish(&channel).is_none(), "nobody is parked any more");
+    }
+
+    #[test]
+    fn a_session_leaving_unparks_its_own_polls_only() {
+        let channel = channel();
+        let (ada, bob) = (session(&channel, "ada"), session(&channel, "bob"));
+        let (ada_waiter, bob_waiter) = (Arc::new(Waiter::new(Sends)), Arc::new(Waiter::new(Sends)));
+        let cursor = head(&channel);
+        let _ada_park = channel.lookup_or_park(&cursor, 10, &ada, &ada_waiter, || true);
+        let _bob_park = channel.lookup_or_park(&cursor, 10, &bob, &bob_waiter, || true);
+        channel.unpark_session(&ada);
+        assert_eq!(n_parked(&channel), 1);
+        let fan_out = publish(&channel).expect("bob is still parked");
+        assert_eq!(fan_out.waiters.len(), 1);
+        // A poll that is leaving the channel is not parked at all.
+        let carol = session(&channel, "carol");
+        let carol_waiter = Arc::new(Waiter::new(Sends));
+        let cursor = head(&channel);
+        let lookup = channel.lookup_or_park(&cursor, 10, &carol, &carol_waiter, || false);
+        assert!(matches!(lookup, Lookup::Left));
+        assert_eq!(n_parked(&channel), 0);
+    }
+
+    #[test]
+    fn a_park_that_is_dropped_unlists_itself() {
+        let channel = channel();
+        let ada = session(&channel, "ada");
+        let waiter = Arc::new(Waiter::new(Sends));
+        let cursor = head(&channel);
+        let park = channel.lookup_or_park(&cursor, 10, &ada, &waiter, || true);
+        assert_eq!(n_parked(&channel), 1);
+        drop(park);
+        assert_eq!(n_parked(&channel), 0);
+        assert!(publish(&channel).is_none());
     }
 }

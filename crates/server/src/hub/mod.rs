@@ -1,12 +1,14 @@
 //! The hub: sessions, channels, publishing, and the polls that wait.
 //!
 //! A poll parks here until its channel has something after its cursor; a
-//! publish stores the event, and once it is committed wakes the channel's
-//! waiting polls. The hub knows no HTTP and does no I/O itself: the store's
-//! writer thread does the disk work.
+//! publish stores the event, and once it is committed hands the answer to
+//! every parked poll's waiter (see `waiter`). The hub knows no HTTP and does
+//! no I/O itself: the store's writer thread does the disk work, and a
+//! waiter's sink, which the HTTP layer gives, sends the answer.
 
 mod channel;
 mod session;
+mod waiter;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,8 +23,10 @@ use talk_protocol::{
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use channel::PollBody;
-use channel::{Assigned, Channel, Lookup};
+use channel::{Assigned, Channel, FanOut, Lookup};
 pub(crate) use session::Session;
+use waiter::Outcome;
+pub(crate) use waiter::{Deliver, Delivery, Waiter, WakeTask};
 
 use crate::metrics::Metrics;
 use crate::store::{self, LoadedChannel, Store};
@@ -65,6 +69,15 @@ struct Sessions {
     by_token: foldhash::HashMap<Arc<str>, Arc<Session>>,
     /// Lowercased names of the sessions online, to keep names unique.
     by_name: HashMap<String, Arc<str>>,
+}
+
+/// How a poll ended.
+pub(crate) enum Polled {
+    /// The answer, for the poll's task to send.
+    Answer(PollBody),
+    /// The waiter's sink sent the answer; with `finish`, it began and the
+    /// poll's task must send the rest.
+    Sent { finish: bool },
 }
 
 /// A new session, as `start` reports it.
@@ -123,7 +136,7 @@ impl Hub {
             .collect();
         metrics.channels.set(channels.len() as i64);
         let (committed, to_show) = mpsc::unbounded_channel();
-        tokio::spawn(show_committed(to_show));
+        tokio::spawn(show_committed(to_show, metrics.clone()));
         Hub {
             settings,
             store,
@@ -234,8 +247,9 @@ impl Hub {
             }
             self.metrics.sessions.set(sessions.by_token.len() as i64);
         }
-        session.wake.notify_waiters();
         let channel = state.channel;
+        channel.unpark_session(session);
+        session.wake.notify_waiters();
         if channel.remove_member(&session.token) <= self.settings.presence_limit {
             self.publish(
                 &channel,
@@ -310,6 +324,8 @@ impl Hub {
             return Ok(false);
         }
         let old = before.channel.clone();
+        // Parked polls must not be answered with the session's own leave.
+        old.unpark_session(session);
         let new = self.channel(&target);
         let announced = async {
             if old.remove_member(&session.token) <= self.settings.presence_limit {
@@ -428,21 +444,23 @@ impl Hub {
         (channel_name, members)
     }
 
-    /// One poll: answers at once with what is after `cursor`, or waits for
-    /// it until `expiry` completes, the session changes channel, or the
-    /// server stops.
-    pub(crate) async fn poll(
+    /// One poll: answers at once with what is after `cursor`, or parks
+    /// `waiter` in the channel until there is something after it, `expiry`
+    /// completes, the session changes channel, or the server stops.
+    pub(crate) async fn poll<S: Deliver>(
         &self,
         session: &Arc<Session>,
         asked_channel: Option<ChannelName>,
         cursor: Option<Cursor>,
         expiry: impl Future<Output = ()>,
-    ) -> Result<PollBody, Error> {
-        let _held = session.poll_started();
-        let _gauge = self.metrics.held_poll();
+        waiter: &Arc<Waiter<S>>,
+    ) -> Result<Polled, Error> {
+        let held = session.poll_started();
+        let gauge = self.metrics.held_poll();
+        let started = Instant::now();
         tokio::pin!(expiry);
         let history_len = self.settings.history_on_join;
-        loop {
+        let body = loop {
             let session_changed = session.wake.notified();
             tokio::pin!(session_changed);
             session_changed.as_mut().enable();
@@ -451,37 +469,74 @@ impl Hub {
             if ended {
                 return Err(Error::UnknownSession);
             }
-            let mut new_events = channel.subscribe();
             let cursor = match (&asked_channel, &cursor) {
-                (_, None) => return Ok(channel.history(Reset::Start, history_len)),
+                (_, None) => break channel.history(Reset::Start, history_len),
                 (Some(asked), Some(cursor)) if *asked == channel.name => cursor,
-                _ => return Ok(channel.history(Reset::Switch, history_len)),
+                _ => break channel.history(Reset::Switch, history_len),
             };
             // While a switch is announced, the old channel's events (the
             // session's own leave) must not answer the poll: the switch
             // wakes it when it is done.
-            if !switching {
-                if let Lookup::Answer(body) = channel.lookup(cursor, history_len) {
-                    return Ok(body);
+            if switching {
+                if self.is_shutting_down() {
+                    break channel.empty_answer(cursor, true);
+                }
+                tokio::select! {
+                    _ = &mut session_changed => continue,
+                    () = &mut expiry => break channel.empty_answer(cursor, false),
                 }
             }
-            if self.is_shutting_down() {
-                return Ok(channel.empty_answer(cursor, true));
-            }
-            let channel_changed = async {
-                if switching {
-                    std::future::pending::<()>().await;
+            // What there is goes out even while the server stops; nothing
+            // parks once it has begun to.
+            let stays = || {
+                !self.is_shutting_down()
+                    && session.update(|state| {
+                        !state.switching && !state.ended && Arc::ptr_eq(&state.channel, &channel)
+                    })
+            };
+            let park = match channel.lookup_or_park(cursor, history_len, session, waiter, stays) {
+                Lookup::Answer(body) => break body,
+                Lookup::Left if self.is_shutting_down() => {
+                    break channel.empty_answer(cursor, true)
                 }
-                let _ = new_events.changed().await;
+                Lookup::Left => continue,
+                Lookup::Parked(park) => park,
             };
             // The shutdown wakes held polls through `session_changed`
             // (see `begin_shutdown`): one wait fewer to join and leave per poll.
-            tokio::select! {
-                _ = channel_changed => {}
-                _ = &mut session_changed => {}
-                () = &mut expiry => return Ok(channel.empty_answer(cursor, false)),
+            let outcome = tokio::select! {
+                outcome = waiter.outcome() => outcome,
+                _ = &mut session_changed => {
+                    if park.unpark() {
+                        continue;
+                    }
+                    waiter.outcome().await
+                }
+                () = &mut expiry => {
+                    if park.unpark() {
+                        break channel.empty_answer(cursor, false);
+                    }
+                    waiter.outcome().await
+                }
+            };
+            match outcome {
+                // The publish counted it, and the poll was no longer held
+                // from then on (see `deliver`).
+                Outcome::Sent { finish, at } => {
+                    gauge.disarm();
+                    held.ended_at(at);
+                    return Ok(Polled::Sent { finish });
+                }
+                Outcome::Returned(body) => break body,
+                Outcome::Unparked => continue,
             }
-        }
+        };
+        self.metrics.poll_answers.inc();
+        self.metrics.events_out.inc_by(body.n_events as u64);
+        self.metrics
+            .poll_hold_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Polled::Answer(body))
     }
 
     /// Answers every held poll with a reconnect hint, and refuses new sessions.
@@ -601,20 +656,20 @@ impl Queued {
 
 /// Makes committed events visible, in the order the store committed them.
 ///
-/// This runs on the runtime rather than on the store's thread: on a
-/// single-threaded runtime, polls woken from inside it are queued in the
-/// order they woke, ahead of the requests that arrive meanwhile, so a
-/// broadcast's answers all go out before the next polls are read. Woken
-/// from another thread, they trickle in through the runtime's shared queue,
-/// between those requests (5,000 pollers at 10 msgs/s, BENCHMARKS.md: p50
-/// 34 → 23–27 ms together with the bench's own ordering).
+/// This runs on the runtime rather than on the store's thread: the answers
+/// it sends, and the polls it wakes, come ahead of the requests that arrive
+/// meanwhile, so a broadcast's answers go out before the next polls are
+/// read. Woken from another thread, polls trickled in through the
+/// runtime's shared queue, between those requests (5,000 pollers at 10
+/// msgs/s, BENCHMARKS.md: p50 34 → 23–27 ms together with the bench's own
+/// ordering).
 ///
 /// It takes everything committed so far in one turn. Taking events one by
 /// one spends the task's cooperative budget after 128 of them, and the task
-/// waits at the back of the run queue, behind every poll it just woke,
+/// waits at the back of the run queue, behind every task it just queued,
 /// before it shows more: under load that held acknowledgements for up to a
 /// second (2,000 msgs/s to 100 channels × 100 pollers).
-async fn show_committed(mut committed: mpsc::UnboundedReceiver<Committed>) {
+async fn show_committed(mut committed: mpsc::UnboundedReceiver<Committed>, metrics: Arc<Metrics>) {
     let mut ready = Vec::with_capacity(SHOWN_PER_TURN);
     while committed.recv_many(&mut ready, SHOWN_PER_TURN).await > 0 {
         for event in ready.drain(..) {
@@ -630,11 +685,56 @@ async fn show_committed(mut committed: mpsc::UnboundedReceiver<Committed>) {
             // event is visible, as nothing here awaits in between.
             let _ = done.send(result);
             if visible {
-                channel.make_visible(seq);
+                if let Some(fan_out) = channel.make_visible(seq) {
+                    fan_out_answer(fan_out, &metrics);
+                }
             }
         }
     }
 }
+
+/// Hands the answer to the polls that were parked on the channel: the
+/// first [`DELIVERED_INLINE`] at once, the rest in tasks of that many
+/// each. So the acknowledgement of the send and the events committed after
+/// it do not wait for thousands of writes, and a runtime with several
+/// threads shares the writes out.
+fn fan_out_answer(fan_out: FanOut, metrics: &Arc<Metrics>) {
+    let FanOut { body, waiters } = fan_out;
+    let mut waiters = waiters.into_iter();
+    deliver(&body, waiters.by_ref().take(DELIVERED_INLINE), metrics);
+    loop {
+        let chunk: Vec<_> = waiters.by_ref().take(DELIVERED_INLINE).collect();
+        if chunk.is_empty() {
+            return;
+        }
+        let body = body.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move { deliver(&body, chunk, &metrics) });
+    }
+}
+
+/// Delivers `body` to each waiter still parked, and counts the answers.
+fn deliver(
+    body: &PollBody,
+    waiters: impl IntoIterator<Item = Arc<dyn waiter::Parked>>,
+    metrics: &Metrics,
+) {
+    let now = Instant::now();
+    let mut answered = 0;
+    for waiter in waiters {
+        if let Some(held) = waiter.answer(body, now) {
+            metrics.poll_hold_seconds.observe(held.as_secs_f64());
+            answered += 1;
+        }
+    }
+    metrics.poll_answers.inc_by(answered);
+    metrics.events_out.inc_by(answered * body.n_events as u64);
+    // Their polls' own gauge guards are disarmed when they learn of it.
+    metrics.polls_held.dec_by(answered as i64);
+}
+
+/// How many parked polls a fan-out answers in one go.
+const DELIVERED_INLINE: usize = 256;
 
 /// The most committed events shown in one turn of `show_committed`: as many
 /// as the store commits at once.

@@ -74,19 +74,35 @@ impl Session {
             state.active_polls += 1;
             state.last_seen = Instant::now();
         });
-        HeldPoll(self.clone())
+        HeldPoll {
+            session: self.clone(),
+            ended_at: None,
+        }
     }
 }
 
 /// A poll being held; dropping it (also when the client hangs up) updates
 /// the session's last-seen time, from which its expiry is counted.
-pub(crate) struct HeldPoll(Arc<Session>);
+pub(crate) struct HeldPoll {
+    session: Arc<Session>,
+    /// When its answer went out, if that was before the guard is dropped.
+    ended_at: Option<Instant>,
+}
+
+impl HeldPoll {
+    /// Ends the held poll as of `at`, when its answer went out, which may
+    /// be a while before its task learns of it.
+    pub(crate) fn ended_at(mut self, at: Instant) {
+        self.ended_at = Some(at);
+    }
+}
 
 impl Drop for HeldPoll {
     fn drop(&mut self) {
-        self.0.update(|state| {
+        let ended_at = self.ended_at.unwrap_or_else(Instant::now);
+        self.session.update(|state| {
             state.active_polls -= 1;
-            state.last_seen = Instant::now();
+            state.last_seen = state.last_seen.max(ended_at);
         });
     }
 }

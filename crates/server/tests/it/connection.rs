@@ -1,6 +1,7 @@
 //! The connection layer over raw sockets: chat requests and everything else
 //! on one keep-alive connection, pipelining, requests in pieces, clients
-//! that hang up during a held poll, `Connection: close`, and shutdown.
+//! that hang up during a held poll, `Connection: close`, shutdown, and held
+//! polls answered by the publish itself (in full, in part, or not at all).
 
 use std::time::Duration;
 
@@ -28,6 +29,17 @@ impl Raw {
     async fn connect(server: &TestServer) -> Raw {
         Raw {
             stream: TcpStream::connect(server.address).await.unwrap(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// A connection whose receive buffer is as small as the system allows,
+    /// so that the server's socket fills up while the client does not read.
+    async fn connect_with_small_window(server: &TestServer) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        Raw {
+            stream: socket.connect(server.address).await.unwrap(),
             unread: Vec::new(),
         }
     }
@@ -107,8 +119,9 @@ async fn start_session(raw: &mut Raw, name: &str) -> String {
 }
 
 /// Starts a session on `raw`, reads its first poll and sends the next,
-/// which the server holds: nothing new has happened in the lobby.
-async fn hold_a_poll(raw: &mut Raw, name: &str) {
+/// which the server holds: nothing new has happened in the lobby. Returns
+/// the session's token.
+async fn hold_a_poll(raw: &mut Raw, name: &str) -> String {
     let token = start_session(raw, name).await;
     raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
         .await;
@@ -116,6 +129,20 @@ async fn hold_a_poll(raw: &mut Raw, name: &str) {
     let cursor = &first.json["cursor"];
     let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
     raw.send(&post("/poll", &next)).await;
+    token
+}
+
+/// Waits (up to 5 s) until the server's `talk_polls_held` gauge says `held`.
+async fn wait_for_polls_held(server: &TestServer, held: i64) {
+    let mut now = polls_held(server).await;
+    for _ in 0..250 {
+        if now == held {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = polls_held(server).await;
+    }
+    assert_eq!(now, held, "polls held");
 }
 
 /// The server's `talk_polls_held` gauge.
@@ -382,4 +409,102 @@ async fn one_connection_polls_for_several_sessions_and_ended_ones_are_refused() 
     );
     raw.send(&poll(&bob)).await;
     assert_eq!(raw.answer().await.status, 200);
+}
+
+#[tokio::test]
+async fn a_publish_answers_a_held_poll_and_the_connection_serves_on() {
+    let server = TestServer::start().await;
+    let mut bob = server.person("bob").await;
+    let mut raw = Raw::connect(&server).await;
+    hold_a_poll(&mut raw, "ada").await;
+    wait_for_polls_held(&server, 1).await;
+    bob.say("hello ada").await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let texts: Vec<_> = answer.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["hello ada"]);
+    for line in [
+        "content-type: application/json",
+        "cache-control: no-store",
+        "x-accel-buffering: no",
+        "access-control-allow-origin: *",
+    ] {
+        assert!(answer.head.contains(line), "{line:?} in {}", answer.head);
+    }
+    assert!(
+        !answer.head.contains("connection: close"),
+        "{}",
+        answer.head
+    );
+    // The poll counts as let go from the answer on, once and only once.
+    wait_for_polls_held(&server, 0).await;
+    // The same connection, given to the router, and the gauge stays right.
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let health = raw.answer().await;
+    assert_eq!((health.status, &health.json["status"]), (200, &"ok".into()));
+    assert_eq!(polls_held(&server).await, 0);
+}
+
+#[tokio::test]
+async fn a_held_poll_that_asked_to_close_gets_its_answer_then_the_close() {
+    let server = TestServer::start().await;
+    let mut bob = server.person("bob").await;
+    let mut raw = Raw::connect(&server).await;
+    let token = start_session(&mut raw, "closer").await;
+    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
+        .await;
+    let cursor = raw.answer().await.json["cursor"].clone();
+    let body = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    let request = format!(
+        "POST /poll HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw.send(request.as_bytes()).await;
+    wait_for_polls_held(&server, 1).await;
+    bob.say("goodbye").await;
+    let answer = raw.answer().await;
+    assert_eq!(answer.json["events"][0]["text"], "goodbye", "{answer:?}");
+    assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    assert!(raw.closed_by_server().await);
+}
+
+#[tokio::test]
+async fn an_answer_bigger_than_the_socket_takes_is_finished_by_its_poll() {
+    // Loopback sockets buffer a few MiB at most; this answer is bigger.
+    const CHARS: usize = 6_000_000;
+    let server = TestServer::start_with(talk_server::Config {
+        max_message_chars: CHARS,
+        max_body_bytes: 4 * CHARS + 1024,
+        ..test_config()
+    })
+    .await;
+    let mut bob = server.person("bob").await;
+    let mut raw = Raw::connect_with_small_window(&server).await;
+    let token = hold_a_poll(&mut raw, "ada").await;
+    wait_for_polls_held(&server, 1).await;
+    let text: String = ('a'..='z').cycle().take(CHARS).collect();
+    bob.say(&text).await;
+    // Let the publish fill the socket before anything is read.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = raw.answer().await;
+    let got = answer.json["events"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(got == text, "{} of {CHARS} chars arrived intact", got.len());
+    // The connection carries on: the next poll is held, and answered.
+    let cursor = &answer.json["cursor"];
+    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
+    raw.send(&post("/poll", &next)).await;
+    wait_for_polls_held(&server, 1).await;
+    bob.say("and a short one").await;
+    let short = raw.answer().await;
+    assert_eq!(
+        short.json["events"][0]["text"], "and a short one",
+        "{short:?}"
+    );
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use talk_client::protocol::{Cursor, PollRequest, Reset};
 
-use crate::support::{message_texts, test_config, TestServer};
+use crate::support::{message_texts, test_config, Person, TestServer};
 
 #[tokio::test]
 async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
@@ -117,17 +117,7 @@ async fn switching_channel_releases_the_held_poll() {
 #[tokio::test]
 async fn a_thousand_held_polls_all_receive_one_broadcast_exactly_once() {
     const POLLERS: usize = 1000;
-    let server = TestServer::start_with(talk_server::Config {
-        // No join events, so every poll waits for the one message.
-        presence_limit: 0,
-        poll_timeout: Duration::from_secs(20),
-        ..test_config()
-    })
-    .await;
-    let mut people = Vec::with_capacity(POLLERS);
-    for index in 0..POLLERS {
-        people.push(server.person(&format!("p{index}")).await);
-    }
+    let (server, people) = quiet_channel(POLLERS).await;
     // One HTTP client per poller would be wasteful; the Api's pool opens a
     // connection per request in flight, so all 1,000 polls are held at once.
     let polls: Vec<_> = people
@@ -330,4 +320,82 @@ async fn shutdown_answers_held_polls_with_a_reconnect_hint() {
     assert!(answer.reconnect && answer.events.is_empty());
     assert_eq!(answer.cursor, cursor);
     stopping.await.unwrap();
+}
+
+/// A server whose channel announces no joins, so that polls see only the
+/// messages, with `pollers` people in it.
+async fn quiet_channel(pollers: usize) -> (TestServer, Vec<Person>) {
+    let server = TestServer::start_with(talk_server::Config {
+        presence_limit: 0,
+        poll_timeout: Duration::from_secs(20),
+        ..test_config()
+    })
+    .await;
+    let mut people = Vec::with_capacity(pollers);
+    for index in 0..pollers {
+        people.push(server.person(&format!("p{index}")).await);
+    }
+    (server, people)
+}
+
+/// Holds a poll for each of `pollers` people, then sends `messages`
+/// messages one after the other: every poller must get each of them once,
+/// in order, whether the publish or the poll's own task sends the answer.
+async fn every_message_reaches_every_poller_once_and_in_order(pollers: usize, messages: usize) {
+    let (server, people) = quiet_channel(pollers).await;
+    let polls: Vec<_> = people
+        .into_iter()
+        .map(|mut person| {
+            tokio::spawn(async move {
+                let mut texts = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while texts.len() < messages && Instant::now() < deadline {
+                    texts.extend(message_texts(&person.poll(20_000).await.events));
+                }
+                texts
+            })
+        })
+        .collect();
+    let mut sender = server.person("sender").await;
+    let expected: Vec<String> = (0..messages).map(|n| format!("message {n}")).collect();
+    for text in &expected {
+        sender.say(text).await;
+    }
+    for poll in polls {
+        let texts = tokio::time::timeout(Duration::from_secs(60), poll)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(texts, expected);
+    }
+}
+
+#[tokio::test]
+async fn fan_outs_deliver_every_message_once_and_in_order() {
+    // More pollers than one fan-out answers inline (256), so the rest go in
+    // tasks of their own.
+    every_message_reaches_every_poller_once_and_in_order(600, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_outs_on_a_runtime_with_threads_deliver_every_message_once_and_in_order() {
+    every_message_reaches_every_poller_once_and_in_order(600, 20).await;
+}
+
+#[tokio::test]
+async fn ending_a_session_refuses_its_held_poll() {
+    let server = TestServer::start().await;
+    let ada = server.person("ada").await;
+    let token = ada.token().to_owned();
+    let held = tokio::spawn(async move { ada.poll_request(10_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!held.is_finished(), "the poll should be held");
+    server.api.leave(&token).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap();
+    // Not its own leave event: the session is gone.
+    let error = answer.expect_err("the session has ended");
+    assert_eq!(error.code(), Some("unknown_session"));
 }

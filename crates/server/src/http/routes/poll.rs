@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -11,14 +11,17 @@ use talk_protocol::{ChannelName, PollRequest};
 use crate::http::error::ApiError;
 use crate::http::request::JsonBody;
 use crate::http::{chat_answer, AppState};
-use crate::hub::{PollBody, Session};
+use crate::hub::{Deliver, Polled, Session, Waiter, WakeTask};
 
 pub(crate) async fn poll(
     State(app): State<AppState>,
     JsonBody(request): JsonBody<PollRequest>,
 ) -> Response {
-    match answer(&app, request, &mut None, tokio::time::sleep).await {
-        Ok(body) => chat_answer(body.json),
+    // Answered through hyper: the poll's task sends the answer.
+    let waiter = Arc::new(Waiter::new(WakeTask));
+    match answer(&app, request, &mut None, &waiter, tokio::time::sleep).await {
+        Ok(Polled::Answer(body)) => chat_answer(body.json),
+        Ok(Polled::Sent { .. }) => unreachable!("a WakeTask waiter sends nothing itself"),
         Err(error) => app.error_answer(error),
     }
 }
@@ -30,13 +33,15 @@ pub(crate) async fn poll(
 /// behind its lock showed in fan-out profiles. A session that has ended
 /// since is refused by the hub all the same. `hold_for` makes the wait that
 /// ends a held poll with an empty answer, given how long to hold it (the
-/// connection's own timer, or a new one).
-pub(crate) async fn answer<Expiry: Future<Output = ()>>(
+/// connection's own timer, or a new one). `waiter` is what the poll parks
+/// while it waits; its sink may send the answer itself.
+pub(crate) async fn answer<Expiry: Future<Output = ()>, S: Deliver>(
     app: &AppState,
     request: PollRequest,
     last_session: &mut Option<Arc<Session>>,
+    waiter: &Arc<Waiter<S>>,
     hold_for: impl FnOnce(Duration) -> Expiry,
-) -> Result<PollBody, ApiError> {
+) -> Result<Polled, ApiError> {
     let session = match last_session {
         Some(session) if same_token(&session.token, &request.token) => session.clone(),
         _ => {
@@ -56,18 +61,11 @@ pub(crate) async fn answer<Expiry: Future<Output = ()>>(
         ));
     }
     let wait = hold_time(app.config.poll_timeout, request.wait_ms);
-    let started = Instant::now();
-    let body = app
+    let polled = app
         .hub
-        .poll(&session, channel, request.cursor, hold_for(wait))
+        .poll(&session, channel, request.cursor, hold_for(wait), waiter)
         .await?;
-    let metrics = &app.metrics;
-    metrics.poll_answers.inc();
-    metrics.events_out.inc_by(body.n_events as u64);
-    metrics
-        .poll_hold_seconds
-        .observe(started.elapsed().as_secs_f64());
-    Ok(body)
+    Ok(polled)
 }
 
 /// Compares tokens in time that does not depend on where they differ: the

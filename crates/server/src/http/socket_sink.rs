@@ -1,0 +1,146 @@
+//! The write side of a connection, shared with the hub so that a publish
+//! can write a parked poll's answer straight to the socket.
+//!
+//! In a fan-out to thousands of held polls the answer is the same for all
+//! of them (one channel, one cursor), and so is its HTTP head unless the
+//! allow-list grants different origins: the whole answer is encoded once
+//! per fan-out and written with one non-blocking `send` per socket, without
+//! waking the polls' tasks. A write that cannot be made at once, or that
+//! must close the connection after it, is left to the poll's own task.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::net::tcp::OwnedWriteHalf;
+
+use super::connection::{encode_answer, ok_answer, Connections};
+use super::cors::OriginCheck;
+use crate::hub::{Deliver, Delivery, PollBody};
+
+/// A connection's write half, and what the answer to its held poll needs.
+pub(crate) struct SocketSink {
+    write: OwnedWriteHalf,
+    connections: Arc<Connections>,
+    /// The held poll's request, as its answer's head depends on it.
+    request: Mutex<PollHead>,
+    /// What a delivery began and could not finish, for the poll's task.
+    rest: Mutex<Option<Bytes>>,
+}
+
+/// What of a poll's request shapes its answer's head.
+#[derive(Clone, Copy)]
+struct PollHead {
+    origin: OriginCheck,
+    /// The client asked to close the connection after the answer.
+    close: bool,
+}
+
+impl SocketSink {
+    pub(crate) fn new(write: OwnedWriteHalf, connections: Arc<Connections>) -> Self {
+        SocketSink {
+            write,
+            connections,
+            request: Mutex::new(PollHead {
+                origin: OriginCheck::Any,
+                close: false,
+            }),
+            rest: Mutex::new(None),
+        }
+    }
+
+    /// Notes the request of the poll about to be held.
+    pub(crate) fn hold(&self, origin: OriginCheck, close: bool) {
+        *self.request.lock().expect("sink lock") = PollHead { origin, close };
+    }
+
+    /// Writes all of `bytes`, waiting for room in the socket when it has none.
+    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.write.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.write.writable().await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what a delivery began and could not finish.
+    pub(crate) async fn finish(&self) -> io::Result<()> {
+        let rest = self.rest.lock().expect("sink lock").take();
+        match rest {
+            Some(rest) => self.write_all(&rest).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The write half, to give the connection back whole.
+    pub(crate) fn into_write_half(self) -> OwnedWriteHalf {
+        self.write
+    }
+}
+
+impl Deliver for SocketSink {
+    fn deliver(&self, body: &PollBody) -> Delivery {
+        let request = *self.request.lock().expect("sink lock");
+        // Closing is the poll's task's to do, after the answer.
+        if request.close || self.connections.closing.is_cancelled() {
+            return Delivery::Declined;
+        }
+        let allow_origins = &self.connections.app.config.allow_origins;
+        let answer = encoded_answer(body, request.origin, allow_origins);
+        match self.write.try_write(&answer) {
+            Ok(written) if written == answer.len() => Delivery::Sent,
+            Ok(written) => {
+                *self.rest.lock().expect("sink lock") = Some(answer.slice(written..));
+                Delivery::Begun
+            }
+            // No room now, or a broken connection: the task writes it, and
+            // learns which.
+            Err(_) => Delivery::Declined,
+        }
+    }
+}
+
+/// The last answer encoded on this thread, with the body and origin it was
+/// encoded for. Holding the body keeps its bytes alive, so a body at the same
+/// address is the same body.
+struct EncodedAnswer {
+    body: Bytes,
+    origin: OriginCheck,
+    answer: Bytes,
+}
+
+thread_local! {
+    /// One per runtime thread, so no lock is taken in the fan-out. Its date
+    /// is that of the fan-out's first answer: a fan-out takes milliseconds.
+    static LAST_ENCODED: RefCell<Option<EncodedAnswer>> = const { RefCell::new(None) };
+}
+
+/// The whole answer (head and body) for a poll from `origin`, encoded once
+/// for all the polls of a fan-out that have the same head.
+fn encoded_answer(body: &PollBody, origin: OriginCheck, allow_origins: &[String]) -> Bytes {
+    LAST_ENCODED.with_borrow_mut(|last| {
+        if let Some(last) = last {
+            if last.origin == origin
+                && last.body.as_ptr() == body.json.as_ptr()
+                && last.body.len() == body.json.len()
+            {
+                return last.answer.clone();
+            }
+        }
+        let encoded = encode_answer(&ok_answer(body.json.clone()), allow_origins, origin, false);
+        let answer = Bytes::from(encoded);
+        *last = Some(EncodedAnswer {
+            body: body.json.clone(),
+            origin,
+            answer: answer.clone(),
+        });
+        answer
+    })
+}
