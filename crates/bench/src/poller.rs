@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talk_client::Api;
 use talk_protocol::PollRequest;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
@@ -107,6 +107,11 @@ pub(crate) struct Shared {
     pub(crate) failed: AtomicUsize,
     /// Orders the pollers' reads before their next polls.
     pub(crate) send_gate: SendGate,
+    /// Session starts in flight, at most as many as the start `Api` keeps
+    /// connections: a start beyond them opened a connection of its own,
+    /// and a ramp that fell behind its schedule opened thousands at once,
+    /// which took the descriptors both processes need for held polls.
+    pub(crate) starts: Semaphore,
 }
 
 /// What a poller knows about its channel's stream so far.
@@ -428,11 +433,17 @@ pub(crate) async fn run_poller(
 /// start deadline.
 async fn start_session(plan: &PollerPlan, shared: &Shared) -> Option<String> {
     loop {
-        match plan
-            .api
-            .start(Some(&plan.name), None, Some(&plan.channel))
-            .await
-        {
+        let started = {
+            let _permit = shared
+                .starts
+                .acquire()
+                .await
+                .expect("the start semaphore is never closed");
+            plan.api
+                .start(Some(&plan.name), None, Some(&plan.channel))
+                .await
+        };
+        match started {
             Ok(answer) => return Some(answer.token),
             Err(error) => {
                 let retry_after = match &error {

@@ -26,6 +26,10 @@ use crate::send_gate::SendGate;
 use crate::transport::{api_from, poll_link, poll_request_prefix, Peer, PollTransport};
 use crate::Error;
 
+/// How many session starts a worker has in flight, each on a kept-alive
+/// connection of its own.
+const START_CONNECTIONS: usize = 16;
+
 /// What a group of pollers is to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupSpec {
@@ -226,7 +230,12 @@ impl Group {
         let poll_limit = Duration::from_millis(spec.poll_limit_ms);
         // Session starts come in a burst during the ramp; a few kept-alive
         // connections are enough for them.
-        let start_api = api_from(&spec.base_url, spec.source_ip, poll_limit, 16);
+        let start_api = api_from(
+            &spec.base_url,
+            spec.source_ip,
+            poll_limit,
+            START_CONNECTIONS,
+        );
         let poll_api = match spec.transport {
             PollTransport::Api => api_from(&spec.base_url, spec.source_ip, poll_limit, usize::MAX),
             PollTransport::Raw => start_api.clone(),
@@ -251,6 +260,7 @@ impl Group {
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             send_gate: SendGate::default(),
+            starts: Semaphore::new(START_CONNECTIONS),
         });
         let (stop, stop_receiver) = watch::channel(false);
         let mut states = Vec::with_capacity(spec.pollers);
@@ -648,6 +658,52 @@ mod tests {
             channel_latency,
             ..GroupReport::default()
         }
+    }
+
+    /// A ramp of many pollers against a server that accepts connections
+    /// and never answers: however far the ramp runs ahead of the starts,
+    /// only `START_CONNECTIONS` of them are ever open.
+    #[tokio::test]
+    async fn a_ramp_opens_no_more_start_connections_than_it_keeps() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                let mut open = Vec::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    open.push(stream);
+                }
+            }
+        });
+        let spec = GroupSpec {
+            base_url,
+            source_ip: None,
+            run_id: "t".into(),
+            channels: vec!["lobby".into()],
+            first_index: 0,
+            pollers: 200,
+            ramp_per_second: 1_000_000.0,
+            peer: Peer::Talk,
+            transport: PollTransport::Raw,
+            wait_ms: None,
+            poll_limit_ms: 60_000,
+            ramp_limit_ms: 60_000,
+            leave_at_end: false,
+        };
+        let group = Group::start(spec).unwrap();
+        // Every poller's start is due at once; give them time to connect.
+        let mut seen = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            seen = accepted.load(Ordering::Relaxed);
+        }
+        assert_eq!(seen, START_CONNECTIONS);
+        // Dropping the group aborts its pollers, which wait on their starts.
+        drop(group);
+        server.abort();
     }
 
     #[test]
