@@ -11,9 +11,10 @@ export RESULTS=${RESULTS:-$PWD/../../../bench-results.jsonl}
 SIZES=${SIZES:-1000 5000 10000 19000}
 SCENARIOS=${SCENARIOS:-fanout10 fanout2 capacity throughput}
 PEERS=${PEERS:-}
-# Bench worker processes; more than one shares the bench core between
-# gates that cannot see each other (see BENCHMARKS.md, round 10).
-COMMON=(--workers "${WORKERS:-2}")
+# Bench worker processes. One holds every size (19,000 sockets fit in its
+# open-files limit); more than one share the bench core between gates
+# that cannot see each other's answers (see BENCHMARKS.md, rounds 10, 12).
+COMMON=(--workers "${WORKERS:-1}")
 # One fan-out run of talk (`talk`) or of a peer, with the flags given.
 fanout() {
   local peer=$1
@@ -38,7 +39,7 @@ for scenario in $SCENARIOS; do
             ./run-one.sh capacity "${COMMON[@]}" --pollers "$size" --hold-secs "$hold" ;;
           throughput)
             ./run-one.sh throughput "${COMMON[@]}" --channels $((size / 100)) --pollers-per-channel 100 \
-              --rates 250,500,1000,2000,4000 --step-secs 10 --sends-per-session 1000 ;;
+              --rates 250,500,1000,2000,4000,8000,16000 --step-secs 10 --sends-per-session 1000 ;;
         esac > /dev/null 2>&1 || echo "   (run not clean or failed: exit $?)"
         tail -n 1 "$RESULTS" | cut -c1-160
       done
