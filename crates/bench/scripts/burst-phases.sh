@@ -34,7 +34,7 @@ trap cleanup EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$log" && break; sleep 0.1; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$log" | head -1)
 RUST_LOG=warn taskset -c 1 "$bench_bin" bench fanout --url "$url" --server-pid "$server" \
-  --workers 2 --pollers "$pollers" --messages 60 --interval-ms 500 >/dev/null &
+  --workers "${WORKERS:-1}" --pollers "$pollers" --messages 60 --interval-ms 500 >/dev/null &
 bench=$!
 held() { curl -s "$url/metrics" | awk '$1 == "talk_polls_held" {print $2}'; }
 for _ in $(seq 120); do

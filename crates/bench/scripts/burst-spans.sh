@@ -37,7 +37,7 @@ perf record -q -a -e syscalls:sys_enter_sendto -e syscalls:sys_enter_recvfrom \
 recorder=$!
 sleep 1
 RUST_LOG=warn taskset -c 1 "$bench_bin" bench fanout --url "$url" --server-pid "$server" \
-  --workers "${WORKERS:-2}" --pollers "$pollers" --messages 20 --interval-ms 500 | grep -E '^ +deliveries'
+  --workers "${WORKERS:-1}" --pollers "$pollers" --messages 20 --interval-ms 500 | grep -E '^ +deliveries'
 kill -INT "$recorder"
 wait "$recorder" || true
 recorder=

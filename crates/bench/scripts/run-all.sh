@@ -13,7 +13,7 @@ SCENARIOS=${SCENARIOS:-fanout10 fanout2 capacity throughput}
 PEERS=${PEERS:-}
 # Bench worker processes. One holds every size (19,000 sockets fit in its
 # open-files limit); more than one share the bench core between gates
-# that cannot see each other's answers (see BENCHMARKS.md, rounds 10, 12).
+# that cannot see each other's answers (BENCHMARKS.md, round 12).
 COMMON=(--workers "${WORKERS:-1}")
 # One fan-out run of talk (`talk`) or of a peer, with the flags given.
 fanout() {

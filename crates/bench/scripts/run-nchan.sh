@@ -5,7 +5,7 @@
 # $RESULTS (default bench-results.jsonl). The server CPU and memory are its
 # one worker process's.
 #
-#   crates/bench/scripts/run-nchan.sh --workers 2 --pollers 5000 --messages 100 --interval-ms 100
+#   crates/bench/scripts/run-nchan.sh --workers 1 --pollers 5000 --messages 100 --interval-ms 100
 #
 # nginx is ended by its master's PID when the run ends, also on failure.
 set -euo pipefail

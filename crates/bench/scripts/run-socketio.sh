@@ -5,7 +5,7 @@
 # appends the bench's JSON line to $RESULTS (default bench-results.jsonl).
 # The server CPU and memory are the node process's.
 #
-#   crates/bench/scripts/run-socketio.sh --workers 2 --pollers 5000 --messages 100 --interval-ms 100
+#   crates/bench/scripts/run-socketio.sh --workers 1 --pollers 5000 --messages 100 --interval-ms 100
 #
 # Needs node (20+) and `npm ci` in crates/bench/socketio. The node process
 # is ended by its PID when the run ends, also on failure.
