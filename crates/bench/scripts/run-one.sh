@@ -15,9 +15,10 @@ TALK=${TALK:-target/release/talk}
 SERVER_TALK=${SERVER_TALK:-$TALK}
 RESULTS=${RESULTS:-bench-results.jsonl}
 SERVER_FLAGS=${SERVER_FLAGS:---session-rate 0 --send-rate 0}
-# A run leaves its pollers' ports on 127.0.0.2 and .3 in TIME_WAIT for 60 s;
-# a big run started meanwhile finds too few free ports for its own and
-# stalls in its ramp (seen at 19,000 pollers, back to back). Wait for them.
+# A run leaves its pollers' ports on 127.0.0.2 (.3, … with more workers)
+# in TIME_WAIT for 60 s; a big run started meanwhile finds too few free
+# ports for its own and stalls in its ramp (seen at 19,000 pollers, back
+# to back). Wait for them.
 for _ in $(seq 75); do
   [ "$(ss -tan state time-wait | wc -l)" -lt 2000 ] && break
   sleep 1
