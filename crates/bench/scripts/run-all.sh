@@ -4,6 +4,8 @@
 # $RESULTS; summarize.py turns them into the tables. The fan-outs also run
 # against each peer named in $PEERS (nchan, socketio; default none), taking
 # turns with talk run by run, so that both see the machine in the same hours.
+# `floor` in $PEERS adds loopback-floor.py's bursts (the kernel's cost of one
+# send per answer, no server at all) beside the 2 msgs/s fan-out.
 set -uo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-3}
@@ -25,15 +27,22 @@ fanout() {
     socketio) ./run-socketio.sh "${COMMON[@]}" "$@" ;;
   esac
 }
+# The loopback floor beside a 2 msgs/s fan-out of the given size.
+floor() {
+  python3 ./loopback-floor.py "$1" | tail -n 1 >>"$RESULTS"
+}
 for scenario in $SCENARIOS; do
   for size in $SIZES; do
     for run in $(seq "$RUNS"); do
       for peer in talk $PEERS; do
         case $scenario in fanout*) ;; *) [ "$peer" = talk ] || continue ;; esac
+        [ "$peer" = floor ] && [ "$scenario" != fanout2 ] && continue
         echo "== $scenario $size $peer run $run ($(date -u +%H:%M:%S))"
         case $scenario in
           fanout10) fanout "$peer" --pollers "$size" --messages 100 --interval-ms 100 ;;
-          fanout2) fanout "$peer" --pollers "$size" --messages 20 --interval-ms 500 ;;
+          fanout2)
+            if [ "$peer" = floor ]; then floor "$size"
+            else fanout "$peer" --pollers "$size" --messages 20 --interval-ms 500; fi ;;
           capacity)
             hold=30; [ "$size" -ge 19000 ] && hold=120
             ./run-one.sh capacity "${COMMON[@]}" --pollers "$size" --hold-secs "$hold" ;;

@@ -87,6 +87,22 @@ def side_by_side(runs, interval_ms, peers):
         print(f"| {pollers:,} | " + " | ".join(cells[pollers].get(peer, "–") for peer in peers) + " |")
 
 
+def floor_table(runs):
+    """loopback-floor.py's runs: the kernel's cost of one send per answer.
+    Its first version's reader waited in epoll (no `reader` in its lines)."""
+    rows = defaultdict(list)
+    for run in runs:
+        if run["scenario"] == "loopback_floor":
+            rows[(run.get("reader", "epoll"), run["connections"])].append(run)
+    print("| reader | connections | runs | µs per send | kernel µs | user µs | 99% of a burst sent ms | whole burst ms | load avg |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for reader, connections in sorted(rows):
+        group = rows[(reader, connections)]
+        cell = lambda key, digits=1: fmt(median([run[key] for run in group]), digits)
+        print(f"| {reader} | {connections:,} | {len(group)} | {cell('send_us', 2)} | {cell('kernel_us', 2)} | {cell('user_us', 2)} "
+              f"| {cell('p99_sent_ms')} | {cell('span_ms')} | {cell('load_average', 2)} |")
+
+
 def capacity_table(runs):
     rows = defaultdict(list)
     for run in runs:
@@ -156,6 +172,10 @@ def main():
             print(f"### Fan-out, {title}: side by side\n")
             side_by_side(runs, interval_ms, present)
             print()
+    if any(run["scenario"] == "loopback_floor" for run in runs):
+        print("### Loopback floor (loopback-floor.py)\n")
+        floor_table(runs)
+        print()
     print("\n### Capacity\n")
     capacity_table(runs)
     print("\n### Throughput\n")
