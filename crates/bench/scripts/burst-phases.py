@@ -6,7 +6,8 @@ A CPU sample belongs to the answer phase when the last system call before
 it was a sendto, and to the poll phase when it was a recvfrom: during a
 burst the server writes its answers back to back and reads the next polls
 only afterwards, so the two phases hardly mix. For each phase it prints
-the CPU time per system call and where that time went.
+the CPU time per system call, where that time went, and the functions
+the samples fell in most (their own time, not their callees').
 
     perf script -i perf.data -F event,ip,sym | python3 burst-phases.py 100
 
@@ -20,6 +21,8 @@ import sys
 PHASES = {"sys_enter_sendto": ("answer", "sendto"), "sys_enter_recvfrom": ("poll", "recvfrom")}
 # Samples left out of the figures: the core idle, and perf's own work.
 NOT_COUNTED = ("idle", "tracing")
+# How many of each phase's busiest functions to print.
+TOP_FUNCTIONS = 15
 
 
 def place(frames):
@@ -47,6 +50,7 @@ def place(frames):
 def main():
     period_us = float(sys.argv[1]) if len(sys.argv) > 1 else 100.0
     places = {phase: collections.Counter() for phase, _ in PHASES.values()}
+    functions = {phase: collections.Counter() for phase, _ in PHASES.values()}
     calls = collections.Counter()
     phase = None
     block = []
@@ -63,7 +67,10 @@ def main():
                 return
         if "cpu-clock" in event and phase:
             frames = [line.split(None, 1)[-1] for line in block[1:]]
-            places[phase][place(frames)] += 1
+            where = place(frames)
+            places[phase][where] += 1
+            if where not in NOT_COUNTED and frames:
+                functions[phase][frames[0]] += 1
 
     for line in sys.stdin:
         if line.strip():
@@ -87,6 +94,9 @@ def main():
         for where, n in counts.most_common():
             if where not in NOT_COUNTED:
                 print(f"  {100 * n / busy:5.1f}%  {where}")
+        print(f"  the {TOP_FUNCTIONS} functions with the most samples of their own:")
+        for function, n in functions[phase].most_common(TOP_FUNCTIONS):
+            print(f"  {100 * n / busy:5.1f}%    {function[:100]}")
 
 
 if __name__ == "__main__":
