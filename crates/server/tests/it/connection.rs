@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{test_config, TestServer};
+use crate::support::{polls_held, test_config, wait_for_polls_held, TestServer};
 
 /// One raw HTTP/1.1 connection to the server.
 struct Raw {
@@ -130,35 +130,6 @@ async fn hold_a_poll(raw: &mut Raw, name: &str) -> String {
     let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
     raw.send(&post("/poll", &next)).await;
     token
-}
-
-/// Waits (up to 5 s) until the server's `talk_polls_held` gauge says `held`.
-async fn wait_for_polls_held(server: &TestServer, held: i64) {
-    let mut now = polls_held(server).await;
-    for _ in 0..250 {
-        if now == held {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        now = polls_held(server).await;
-    }
-    assert_eq!(now, held, "polls held");
-}
-
-/// The server's `talk_polls_held` gauge.
-async fn polls_held(server: &TestServer) -> i64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("talk_polls_held "))
-        .expect("the gauge is exported")
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

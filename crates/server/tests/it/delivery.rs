@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use talk_client::protocol::{Cursor, PollRequest, Reset};
 
-use crate::support::{message_texts, test_config, Person, TestServer};
+use crate::support::{message_texts, test_config, wait_for_gauge, Person, TestServer};
 
 #[tokio::test]
 async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
@@ -125,20 +125,13 @@ async fn a_thousand_held_polls_all_receive_one_broadcast_exactly_once() {
         .map(|mut person| tokio::spawn(async move { person.poll(20_000).await }))
         .collect();
     // Wait until the server holds every poll.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(&format!("talk_polls_held {POLLERS}")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the polls were never all held");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_gauge(
+        &server,
+        "talk_polls_held",
+        POLLERS as i64,
+        Duration::from_secs(20),
+    )
+    .await;
     let mut sender = server.person("sender").await;
     sender.say("to everyone").await;
     for poll in polls {

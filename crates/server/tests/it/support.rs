@@ -158,6 +158,50 @@ impl Person {
     }
 }
 
+/// Waits (up to 5 s) until the server's `talk_polls_held` gauge says `held`.
+pub(crate) async fn wait_for_polls_held(server: &TestServer, held: i64) {
+    wait_for_gauge(server, "talk_polls_held", held, Duration::from_secs(5)).await;
+}
+
+/// The server's `talk_polls_held` gauge.
+pub(crate) async fn polls_held(server: &TestServer) -> i64 {
+    gauge(server, "talk_polls_held").await
+}
+
+/// Waits (up to `patience`) until the server's metric `name` reads `expected`:
+/// the way to know the server has done something, without a sleep.
+pub(crate) async fn wait_for_gauge(
+    server: &TestServer,
+    name: &str,
+    expected: i64,
+    patience: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut now = gauge(server, name).await;
+    while now != expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        now = gauge(server, name).await;
+    }
+    assert_eq!(now, expected, "{name}");
+}
+
+/// The value of the server's metric `name` (a gauge or counter without labels).
+pub(crate) async fn gauge(server: &TestServer, name: &str) -> i64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{name} is not exported"))
+        .trim()
+        .parse::<f64>()
+        .unwrap_or_else(|error| panic!("{name}: {error}")) as i64
+}
+
 /// The texts of the `message` events.
 pub(crate) fn message_texts(events: &[Event]) -> Vec<String> {
     events
