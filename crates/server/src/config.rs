@@ -49,6 +49,9 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
+    /// For tests only: makes the store's commits fail or slow down.
+    #[doc(hidden)]
+    pub store_faults: Option<crate::StoreFaults>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             client_ip_header: None,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            store_faults: None,
         }
     }
 }

@@ -25,6 +25,9 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError, Rate};
 pub use listener::raise_open_files_limit;
 pub use store::Error as StoreError;
+// Public for tests only: makes the store's commits fail or slow down.
+#[doc(hidden)]
+pub use store::faults::StoreFaults;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +53,12 @@ pub async fn run(
     let window = config.history_window;
     let metrics = Arc::new(metrics::Metrics::new());
     let store_metrics = metrics.store.clone();
-    let (store, store_closer, loaded) =
-        tokio::task::spawn_blocking(move || store::Store::open(&data_dir, window, store_metrics))
-            .await
-            .expect("opening the store does not panic")?;
+    let faults = config.store_faults.clone();
+    let (store, store_closer, loaded) = tokio::task::spawn_blocking(move || {
+        store::Store::open(&data_dir, window, store_metrics, faults)
+    })
+    .await
+    .expect("opening the store does not panic")?;
     let n_channels = loaded.len();
     if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         metrics.open_files_limit.set(limit.0 as i64);

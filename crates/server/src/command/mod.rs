@@ -95,6 +95,10 @@ pub(crate) async fn execute(
     max_chars: usize,
 ) -> Result<SendAnswer, Error> {
     let changes = session.changes.lock().await;
+    // It may have ended while this waited for its turn.
+    if session.has_ended() {
+        return Err(hub::Error::UnknownSession.into());
+    }
     let text = text.trim();
     if text.is_empty() {
         return Err(Error::EmptyMessage);
@@ -212,6 +216,60 @@ mod tests {
         );
         check("/me waves  hello", Ok(Command::Me("waves  hello".into())));
         check("/help", Ok(Command::Help));
+    }
+
+    /// A command that waited for its turn behind a `leave` finds its
+    /// session ended, and does nothing: no name kept, no member left behind.
+    /// On this single-threaded runtime each task spawned runs, up to its
+    /// wait for the session's turn, at the next `yield_now`.
+    #[tokio::test]
+    async fn r22_5_commands_queued_behind_a_leave_find_their_session_ended() {
+        let data = tempfile::tempdir().unwrap();
+        let hub = Arc::new(Hub::for_tests(data.path()));
+        let lobby = ChannelName::default_channel();
+        let ada = hub
+            .start_session(Some(Name::parse("ada").unwrap()), None, lobby.clone())
+            .await
+            .unwrap()
+            .session;
+        let turn = ada.changes.lock().await;
+        let leaving = tokio::spawn({
+            let (hub, ada) = (hub.clone(), ada.clone());
+            async move {
+                hub.end_session(&ada, talk_protocol::LeaveReason::Quit)
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let commands: Vec<_> = ["/nick admin", "/join games", "hello", "/who"]
+            .into_iter()
+            .map(|text| {
+                let (hub, ada) = (hub.clone(), ada.clone());
+                let id = SendId::parse(&format!("id-{}", text.len())).unwrap();
+                tokio::spawn(async move { execute(&hub, &ada, &id, text, 100).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        drop(turn);
+        leaving.await.unwrap().unwrap();
+        for command in commands {
+            let refused = command.await.unwrap();
+            assert!(
+                matches!(refused, Err(Error::Hub(hub::Error::UnknownSession))),
+                "{refused:?}"
+            );
+        }
+        let admin = hub
+            .start_session(Some(Name::parse("admin").unwrap()), None, lobby)
+            .await
+            .unwrap();
+        assert!(!admin.name_was_taken, "the name was not kept");
+        let channels: Vec<_> = hub.list().into_iter().map(|info| info.name).collect();
+        assert_eq!(channels, ["lobby"], "no member left behind in games");
+        let ended_again = hub
+            .end_session(&ada, talk_protocol::LeaveReason::Quit)
+            .await;
+        assert!(matches!(ended_again, Err(hub::Error::UnknownSession)));
     }
 
     #[test]

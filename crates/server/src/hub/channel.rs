@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use slab::Slab;
 use talk_protocol::{ChannelName, Cursor, Reset};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::waiter::Parked;
-use crate::store::StoredEvent;
+use crate::store::{self, SendKey, StoredEvent};
 
 /// What a poll finds in a channel.
 pub(crate) enum Lookup<'channel> {
@@ -90,20 +90,24 @@ pub(crate) struct PollBody {
 pub(crate) struct Channel {
     pub(crate) name: ChannelName,
     state: Mutex<ChannelState>,
-    /// The sequence number of the last committed event; polls wait on it.
-    visible_head: watch::Sender<u64>,
 }
 
 struct ChannelState {
-    epoch: String,
+    epoch: Arc<str>,
+    /// Moves on each time the channel takes back its uncommitted events
+    /// after a failed commit; the store refuses what was queued before.
+    generation: u64,
     /// The last sequence number given out (committed or not).
     last_assigned: u64,
     /// The last sequence number committed to the store; polls see up to here.
     visible: u64,
     /// The history window, oldest first; may hold events not yet visible.
     ring: VecDeque<StoredEvent>,
-    /// The send ids of the messages in the ring, to recognise retries.
-    send_ids: HashMap<String, u64>,
+    /// The send keys of the messages in the ring, to recognise retries.
+    send_ids: HashMap<SendKey, u64>,
+    /// Retries of messages not committed yet, by the original's position:
+    /// each hears how the original's commit ends. Nearly always empty.
+    retries_waiting: Vec<(u64, oneshot::Sender<Result<(), store::Error>>)>,
     /// Tokens of the sessions in this channel.
     members: HashMap<Arc<str>, ()>,
     window: usize,
@@ -115,12 +119,18 @@ struct ChannelState {
     parked: Slab<ParkedPoll>,
 }
 
-/// What `Channel::assign` did with a message whose send id it was given.
-pub(crate) enum Assigned {
-    /// A new event at this position; commit it, then `make_visible`.
-    New(u64),
-    /// A retry of the message at this position; nothing was added.
-    Duplicate(u64),
+/// What `Channel::publish` did with an event.
+pub(crate) enum Published<Queued> {
+    /// A new event at `seq`, queued for the store as `queued`.
+    New { seq: u64, queued: Queued },
+    /// A retry of a message that is visible (so committed) at `seq`.
+    Visible(u64),
+    /// A retry of a message at `seq` that is not committed yet: `original`
+    /// hears how its commit ends.
+    InFlight {
+        seq: u64,
+        original: oneshot::Receiver<Result<(), store::Error>>,
+    },
 }
 
 impl Channel {
@@ -133,62 +143,95 @@ impl Channel {
     ) -> Self {
         let send_ids = events
             .iter()
-            .filter_map(|event| Some((event.send_id.clone()?, event.seq)))
+            .filter_map(|event| Some((event.send.clone()?, event.seq)))
             .collect();
         Channel {
             name,
             state: Mutex::new(ChannelState {
-                epoch,
+                epoch: epoch.into(),
+                generation: 0,
                 last_assigned: head,
                 visible: head,
                 ring: events.into(),
                 send_ids,
+                retries_waiting: Vec::new(),
                 members: HashMap::new(),
                 window,
                 last_answer: None,
                 last_history: None,
                 parked: Slab::new(),
             }),
-            visible_head: watch::channel(head).0,
         }
     }
 
-    /// A receiver that fires when new events become visible.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
-        self.visible_head.subscribe()
-    }
-
-    /// Gives the next position to an event built by `build` and adds it to the
-    /// ring, unless `send_id` is already there. Returns the position, and the
-    /// stored event to hand to the store.
-    pub(crate) fn assign(
+    /// Gives the next position to an event built by `build`, adds it to the
+    /// ring and hands it to `queue` (with the channel's epoch and
+    /// generation) for the store, unless `send` is a retry of a message in
+    /// the ring.
+    ///
+    /// `queue` runs under the channel's lock, so that the events of a
+    /// channel reach the store in sequence order: the store commits in queue
+    /// order, and a later event committed first would make an earlier,
+    /// uncommitted one visible with it.
+    pub(crate) fn publish<Queued>(
         &self,
-        send_id: Option<&str>,
+        send: Option<SendKey>,
         build: impl FnOnce(u64) -> Bytes,
-    ) -> (Assigned, Option<StoredEvent>) {
+        queue: impl FnOnce(&Arc<str>, u64, StoredEvent) -> Queued,
+    ) -> Published<Queued> {
         let mut state = self.state.lock().expect("channel lock");
-        if let Some(seq) = send_id.and_then(|id| state.send_ids.get(id)) {
-            return (Assigned::Duplicate(*seq), None);
+        if let Some(seq) = send.as_ref().and_then(|key| state.send_ids.get(key)) {
+            let seq = *seq;
+            if seq <= state.visible {
+                return Published::Visible(seq);
+            }
+            let (tell, original) = oneshot::channel();
+            state.retries_waiting.push((seq, tell));
+            return Published::InFlight { seq, original };
         }
         state.last_assigned += 1;
         let seq = state.last_assigned;
         let event = StoredEvent {
             seq,
-            send_id: send_id.map(str::to_owned),
+            send,
             body: build(seq),
         };
-        if let Some(id) = send_id {
-            state.send_ids.insert(id.to_owned(), seq);
+        if let Some(key) = &event.send {
+            state.send_ids.insert(key.clone(), seq);
         }
         state.ring.push_back(event.clone());
         while state.ring.len() > state.window {
             if let Some(old) = state.ring.pop_front() {
-                if let Some(id) = old.send_id {
-                    state.send_ids.remove(&id);
+                if let Some(key) = old.send {
+                    state.send_ids.remove(&key);
                 }
             }
         }
-        (Assigned::New(seq), Some(event))
+        let queued = queue(&state.epoch, state.generation, event);
+        Published::New { seq, queued }
+    }
+
+    /// Takes back every event that is not committed, after a commit of
+    /// `generation` failed: they leave the ring and the send ids, and the
+    /// next position is the one after the last committed event again, so
+    /// positions stay gapless. A failure of an older generation was
+    /// handled when it first came.
+    pub(crate) fn take_back_uncommitted(&self, generation: u64) {
+        let mut state = self.state.lock().expect("channel lock");
+        if generation != state.generation {
+            return;
+        }
+        state.generation += 1;
+        let visible = state.visible;
+        while state.ring.back().is_some_and(|event| event.seq > visible) {
+            if let Some(key) = state.ring.pop_back().and_then(|event| event.send) {
+                state.send_ids.remove(&key);
+            }
+        }
+        state.last_assigned = visible;
+        tell_retries(&mut state.retries_waiting, |original| {
+            (original > visible).then_some(Err(store::Error::EarlierCommitFailed))
+        });
     }
 
     /// Makes every event up to `seq` visible to polls, once it is committed;
@@ -200,6 +243,9 @@ impl Channel {
         }
         let parked_at = state.visible;
         state.visible = seq;
+        tell_retries(&mut state.retries_waiting, |original| {
+            (original <= seq).then_some(Ok(()))
+        });
         let fan_out = if state.parked.is_empty() {
             None
         } else {
@@ -210,7 +256,6 @@ impl Channel {
             Some(FanOut { body, waiters })
         };
         drop(state);
-        self.visible_head.send_replace(seq);
         fan_out
     }
 
@@ -227,7 +272,7 @@ impl Channel {
         stays: impl FnOnce() -> bool,
     ) -> Lookup<'channel> {
         let mut state = self.state.lock().expect("channel lock");
-        if cursor.epoch != state.epoch {
+        if *cursor.epoch != *state.epoch {
             return Lookup::Answer(state.history(&self.name, Reset::Epoch, history_len));
         }
         if cursor.seq == state.visible {
@@ -333,6 +378,28 @@ impl Channel {
     }
 }
 
+/// Tells the retries waiting for an original what `outcome` says of it,
+/// if anything yet, and forgets them.
+fn tell_retries(
+    retries_waiting: &mut Vec<(u64, oneshot::Sender<Result<(), store::Error>>)>,
+    outcome: impl Fn(u64) -> Option<Result<(), store::Error>>,
+) {
+    if retries_waiting.is_empty() {
+        return;
+    }
+    let mut index = 0;
+    while index < retries_waiting.len() {
+        match outcome(retries_waiting[index].0) {
+            Some(result) => {
+                let (_, tell) = retries_waiting.swap_remove(index);
+                // The retry's sender may have hung up.
+                let _ = tell.send(result);
+            }
+            None => index += 1,
+        }
+    }
+}
+
 /// Tells sessions apart in the parked list without holding them.
 fn session_id(session: &super::Session) -> usize {
     std::ptr::from_ref(session).addr()
@@ -358,7 +425,7 @@ impl ChannelState {
             .take(count)
             .map(|event| &event.body[..]);
         let cursor = Cursor {
-            epoch: self.epoch.clone(),
+            epoch: self.epoch.to_string(),
             seq: visible,
         };
         let json = talk_protocol::poll_answer_json(name.as_str(), &cursor, events, None, false);
@@ -382,7 +449,7 @@ impl ChannelState {
         let skip = n_visible.saturating_sub(history_len);
         let events = visible_events.skip(skip).map(|event| &event.body[..]);
         let cursor = Cursor {
-            epoch: self.epoch.clone(),
+            epoch: self.epoch.to_string(),
             seq: visible,
         };
         let json =
@@ -442,10 +509,88 @@ mod tests {
 
     /// Adds one committed event to the channel; returns its fan-out.
     fn publish(channel: &Channel) -> Option<FanOut> {
-        let (Assigned::New(seq), _) = channel.assign(None, |_| Bytes::from_static(b"{}")) else {
-            panic!("a new event");
-        };
+        let seq = post(channel, None);
         channel.make_visible(seq)
+    }
+
+    /// Adds an event (a message with send id `id` from ada, if given) and
+    /// queues it nowhere; returns its position.
+    fn post(channel: &Channel, id: Option<&str>) -> u64 {
+        let send = id.map(|id| SendKey {
+            sender: "ada".into(),
+            id: id.into(),
+        });
+        match channel.publish(send, |_| Bytes::from_static(b"{}"), |_, _, _| ()) {
+            Published::New { seq, .. } => seq,
+            _ => panic!("a new event"),
+        }
+    }
+
+    /// The generation, last position given out, visible head and ring.
+    fn positions(channel: &Channel) -> (u64, u64, u64, Vec<u64>) {
+        let state = channel.state.lock().unwrap();
+        let ring = state.ring.iter().map(|event| event.seq).collect();
+        (state.generation, state.last_assigned, state.visible, ring)
+    }
+
+    #[test]
+    fn a_failed_commit_takes_back_every_uncommitted_event_once() {
+        let channel = channel();
+        for id in ["a", "b", "c", "d"] {
+            post(&channel, Some(id));
+        }
+        channel.make_visible(2);
+        // A retry of an uncommitted message waits for its original.
+        let Published::InFlight { seq: 3, original } =
+            channel.publish(Some(key("c")), |_| Bytes::new(), |_, _, _| ())
+        else {
+            panic!("c is in flight");
+        };
+        channel.take_back_uncommitted(0);
+        assert_eq!(positions(&channel), (1, 2, 2, vec![1, 2]));
+        assert!(matches!(
+            original.blocking_recv(),
+            Ok(Err(store::Error::EarlierCommitFailed))
+        ));
+        // A failure reported late, of the generation already taken back,
+        // takes nothing more: 3 is a new event of the new generation.
+        assert_eq!(post(&channel, Some("c")), 3);
+        channel.take_back_uncommitted(0);
+        assert_eq!(positions(&channel), (1, 3, 2, vec![1, 2, 3]));
+        // A retry of a committed message is visible at once.
+        assert!(matches!(
+            channel.publish(Some(key("a")), |_| Bytes::new(), |_, _, _| ()),
+            Published::Visible(1)
+        ));
+    }
+
+    #[test]
+    fn a_retry_in_flight_hears_that_its_original_was_committed() {
+        let channel = channel();
+        post(&channel, Some("a"));
+        let Published::InFlight { seq: 1, original } =
+            channel.publish(Some(key("a")), |_| Bytes::new(), |_, _, _| ())
+        else {
+            panic!("a is in flight");
+        };
+        channel.make_visible(1);
+        assert!(matches!(original.blocking_recv(), Ok(Ok(()))));
+        // Another sender's message with the same id is a new one.
+        let bob = SendKey {
+            sender: "bob".into(),
+            id: "a".into(),
+        };
+        assert!(matches!(
+            channel.publish(Some(bob), |_| Bytes::new(), |_, _, _| ()),
+            Published::New { seq: 2, .. }
+        ));
+    }
+
+    fn key(id: &str) -> SendKey {
+        SendKey {
+            sender: "ada".into(),
+            id: id.into(),
+        }
     }
 
     fn n_parked(channel: &Channel) -> usize {

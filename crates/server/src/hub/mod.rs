@@ -23,13 +23,13 @@ use talk_protocol::{
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use channel::PollBody;
-use channel::{Assigned, Channel, FanOut, Lookup};
+use channel::{Channel, FanOut, Lookup, Published};
 pub(crate) use session::Session;
 use waiter::Outcome;
 pub(crate) use waiter::{Deliver, Delivery, Waiter, WakeTask};
 
 use crate::metrics::Metrics;
-use crate::store::{self, LoadedChannel, Store};
+use crate::store::{self, LoadedChannel, SendKey, Store, StoredEvent};
 
 /// What the hub needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -95,6 +95,8 @@ pub(crate) struct Started {
 struct Committed {
     channel: Arc<Channel>,
     seq: u64,
+    /// The channel's generation when the event was queued.
+    generation: u64,
     result: Result<(), store::Error>,
     done: oneshot::Sender<Result<(), store::Error>>,
 }
@@ -154,8 +156,8 @@ impl Hub {
         if let Some(channel) = channels.get(name) {
             return channel.clone();
         }
+        // The store writes the channel's row with its first event.
         let epoch = new_epoch();
-        self.store.create_channel(name.as_str(), &epoch);
         let channel = Arc::new(Channel::new(
             name.clone(),
             epoch,
@@ -211,9 +213,18 @@ impl Hub {
         };
         let n_members = joined.add_member(&session.token);
         if n_members <= self.settings.presence_limit {
-            self.publish(&joined, &name, color, EventKind::Join, None)
+            let announced = self
+                .publish(&joined, &name, color, EventKind::Join, None)
                 .committed()
-                .await?;
+                .await;
+            if let Err(error) = announced {
+                // Nobody has the token yet: the session goes as if it had
+                // never started, name and membership with it.
+                session.update(|state| state.ended = true);
+                joined.remove_member(&session.token);
+                self.forget_session(&session, &name);
+                return Err(error);
+            }
         }
         Ok(Started {
             session,
@@ -224,7 +235,18 @@ impl Hub {
         })
     }
 
+    /// Takes a session out of the maps by token and by name.
+    fn forget_session(&self, session: &Session, name: &Name) {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.by_token.remove(&session.token);
+        if sessions.by_name.get(&name.key()) == Some(&session.token) {
+            sessions.by_name.remove(&name.key());
+        }
+        self.metrics.sessions.set(sessions.by_token.len() as i64);
+    }
+
     /// Ends a session: it leaves its channel, and its token stops working.
+    /// A session that has ended already is unknown.
     pub(crate) async fn end_session(
         &self,
         session: &Arc<Session>,
@@ -237,16 +259,9 @@ impl Hub {
             was_live.then(|| state.clone())
         });
         let Some(state) = state else {
-            return Ok(());
+            return Err(Error::UnknownSession);
         };
-        {
-            let mut sessions = self.sessions.lock().expect("sessions lock");
-            sessions.by_token.remove(&session.token);
-            if sessions.by_name.get(&state.name.key()) == Some(&session.token) {
-                sessions.by_name.remove(&state.name.key());
-            }
-            self.metrics.sessions.set(sessions.by_token.len() as i64);
-        }
+        self.forget_session(session, &state.name);
         let channel = state.channel;
         channel.unpark_session(session);
         session.wake.notify_waiters();
@@ -284,33 +299,38 @@ impl Hub {
                 .collect()
         };
         for session in expired {
-            if let Err(error) = self.end_session(&session, LeaveReason::Timeout).await {
-                tracing::warn!(%error, "announcing an expired session failed");
+            match self.end_session(&session, LeaveReason::Timeout).await {
+                // It left by itself meanwhile.
+                Ok(()) | Err(Error::UnknownSession) => {}
+                Err(error) => tracing::warn!(%error, "announcing an expired session failed"),
             }
         }
     }
 
     /// Posts a message (or `/me` action) from the session to its channel:
     /// gives it its position and queues it for the store at once; the
-    /// returned [`Queued`] says when it is committed. A send id seen before in
-    /// the channel posts nothing and reports the earlier position, with
-    /// `true` for "duplicate", once that event is committed.
+    /// returned [`Queued`] says when it is committed. A send id that the
+    /// same sender (by name) used before in the channel posts nothing and
+    /// reports the earlier position, with `true` for "duplicate", once that
+    /// event is committed.
     pub(crate) fn post(&self, session: &Arc<Session>, send_id: &str, kind: EventKind) -> Queued {
         let state = session.snapshot();
         self.metrics.messages_in.inc();
-        self.publish(
-            &state.channel,
-            &state.name,
-            state.color,
-            kind,
-            Some(send_id),
-        )
+        let send = SendKey {
+            sender: state.name.key(),
+            id: send_id.to_owned(),
+        };
+        self.publish(&state.channel, &state.name, state.color, kind, Some(send))
     }
 
     /// Moves the session to `target`, announcing it in both channels, then
     /// releases its held polls, so that the history they get from the new
     /// channel already holds the session's own join. Returns false when it
     /// was there already.
+    ///
+    /// The join is announced first: if the store refuses it, the session
+    /// stays where it was, and nothing of the move is visible. Once the
+    /// join is committed the move stands, even if the leave is refused.
     pub(crate) async fn switch_channel(
         &self,
         session: &Arc<Session>,
@@ -327,30 +347,36 @@ impl Hub {
         // Parked polls must not be answered with the session's own leave.
         old.unpark_session(session);
         let new = self.channel(&target);
-        let announced = async {
-            if old.remove_member(&session.token) <= self.settings.presence_limit {
-                let leave = EventKind::Leave {
-                    reason: LeaveReason::Exit,
-                };
-                self.publish(&old, &before.name, before.color, leave, None)
-                    .committed()
-                    .await?;
+        if new.add_member(&session.token) <= self.settings.presence_limit {
+            let joined = self
+                .publish(&new, &before.name, before.color, EventKind::Join, None)
+                .committed()
+                .await;
+            if let Err(error) = joined {
+                new.remove_member(&session.token);
+                session.update(|state| state.switching = false);
+                session.wake.notify_waiters();
+                return Err(error);
             }
-            if new.add_member(&session.token) <= self.settings.presence_limit {
-                self.publish(&new, &before.name, before.color, EventKind::Join, None)
-                    .committed()
-                    .await?;
-            }
-            Ok::<_, Error>(())
         }
-        .await;
-        // The move stands even if an announcement failed: membership moved.
+        if old.remove_member(&session.token) <= self.settings.presence_limit {
+            let leave = EventKind::Leave {
+                reason: LeaveReason::Exit,
+            };
+            let left = self
+                .publish(&old, &before.name, before.color, leave, None)
+                .committed()
+                .await;
+            if let Err(error) = left {
+                tracing::warn!(%error, channel = %old.name.as_str(), "announcing a leave failed");
+            }
+        }
         session.update(|state| {
             state.channel = new;
             state.switching = false;
         });
         session.wake.notify_waiters();
-        announced.map(|()| true)
+        Ok(true)
     }
 
     /// Renames the session, if nobody else online has the name; returns the
@@ -375,26 +401,42 @@ impl Hub {
         let kind = EventKind::Nick {
             to: name.as_str().to_owned(),
         };
-        let (seq, _) = self
+        let announced = self
             .publish(channel, &before, state.color, kind, None)
             .committed()
-            .await?;
-        Ok(seq)
+            .await;
+        match announced {
+            Ok((seq, _)) => Ok(seq),
+            Err(error) => {
+                // Refused: the session keeps its name, as nobody saw it change.
+                let mut sessions = self.sessions.lock().expect("sessions lock");
+                if sessions.by_name.get(&name.key()) == Some(&session.token) {
+                    sessions.by_name.remove(&name.key());
+                }
+                sessions.by_name.insert(before.key(), session.token.clone());
+                session.update(|state| state.name = before);
+                Err(error)
+            }
+        }
     }
 
     /// Changes the session's color and announces it; returns the position
     /// of the `color` event.
     pub(crate) async fn recolor(&self, session: &Arc<Session>, color: Color) -> Result<u64, Error> {
-        let state = session.update(|state| {
-            state.color = color;
-            state.clone()
+        let (before, state) = session.update(|state| {
+            let before = std::mem::replace(&mut state.color, color);
+            (before, state.clone())
         });
         let channel = &state.channel;
-        let (seq, _) = self
+        let announced = self
             .publish(channel, &state.name, color, EventKind::Color, None)
             .committed()
-            .await?;
-        Ok(seq)
+            .await;
+        if announced.is_err() {
+            // Refused: the session keeps its color, as nobody saw it change.
+            session.update(|state| state.color = before);
+        }
+        Ok(announced?.0)
     }
 
     /// The channels with people in them, largest first.
@@ -555,6 +597,11 @@ impl Hub {
         self.shutting_down.load(Ordering::Acquire)
     }
 
+    /// Why the store cannot commit right now, if it cannot.
+    pub(crate) fn store_failure(&self) -> Option<String> {
+        self.store.failure()
+    }
+
     /// Gives an event its position and queues it for the store, which shows
     /// it to the channel's polls once it is committed; `Queued::committed`
     /// waits for that.
@@ -564,10 +611,10 @@ impl Hub {
         from: &Name,
         color: Color,
         kind: EventKind,
-        send_id: Option<&str>,
+        send: Option<SendKey>,
     ) -> Queued {
         let ts = now_ms();
-        let (assigned, stored) = channel.assign(send_id, |seq| {
+        let build = |seq| {
             let event = Event {
                 seq,
                 ts,
@@ -576,44 +623,50 @@ impl Hub {
                 kind,
             };
             Bytes::from(talk_protocol::to_json(&event))
-        });
-        let (seq, stored) = match (assigned, stored) {
-            (Assigned::New(seq), Some(stored)) => (seq, stored),
-            (Assigned::Duplicate(seq), _) | (Assigned::New(seq), None) => {
-                return Queued {
-                    seq,
-                    wait: Wait::Earlier(channel.subscribe()),
-                }
-            }
         };
-        let (done, committed) = oneshot::channel();
-        let to_show = self.committed.clone();
-        let committed_channel = channel.clone();
-        self.store.append(
-            channel.name.as_str(),
-            stored,
-            Box::new(move |result| {
+        let queue = |epoch: &Arc<str>, generation, event: StoredEvent| {
+            let seq = event.seq;
+            let (done, committed) = oneshot::channel();
+            let to_show = self.committed.clone();
+            let committed_channel = channel.clone();
+            let on_commit = Box::new(move |result| {
                 let event = Committed {
                     channel: committed_channel,
                     seq,
+                    generation,
                     result,
                     done,
                 };
                 // Fails only once the runtime is gone; the sender then
                 // learns that the store closed.
                 let _ = to_show.send(event);
-            }),
-        );
+            });
+            self.store
+                .append(channel.name.as_str(), epoch, generation, event, on_commit);
+            committed
+        };
+        let (seq, wait) = match channel.publish(send, build, queue) {
+            Published::New { seq, queued } => (seq, Wait::Commit(queued)),
+            Published::Visible(seq) => {
+                return Queued {
+                    seq,
+                    wait: Wait::Visible,
+                }
+            }
+            Published::InFlight { seq, original } => {
+                return Queued {
+                    seq,
+                    wait: Wait::Original(original),
+                }
+            }
+        };
         // The store takes jobs in order, so the prune comes after the append.
         if seq % PRUNE_EVERY == 0 {
             if let Some(up_to_seq) = channel.prunable_up_to() {
                 self.store.prune(channel.name.as_str(), up_to_seq);
             }
         }
-        Queued {
-            seq,
-            wait: Wait::Commit(committed),
-        }
+        Queued { seq, wait }
     }
 }
 
@@ -628,29 +681,26 @@ pub(crate) struct Queued {
 enum Wait {
     /// The commit of the new event.
     Commit(oneshot::Receiver<Result<(), store::Error>>),
-    /// The event was posted before under the same send id: it is
-    /// acknowledged once visible, as visible events are committed, so that
-    /// a retry is never acknowledged ahead of the commit it repeats.
-    Earlier(tokio::sync::watch::Receiver<u64>),
+    /// Nothing: the event was posted before under the same send key, and
+    /// is visible, so committed.
+    Visible,
+    /// The commit of the event posted before under the same send key, so
+    /// that a retry is never acknowledged ahead of the commit it repeats,
+    /// nor when that commit fails.
+    Original(oneshot::Receiver<Result<(), store::Error>>),
 }
 
 impl Queued {
     /// Waits for the event's commit; returns its position, and `true` when
     /// it was a duplicate of an earlier send.
     pub(crate) async fn committed(self) -> Result<(u64, bool), Error> {
-        match self.wait {
-            Wait::Commit(committed) => {
-                committed.await.map_err(|_| store::Error::Closed)??;
-                Ok((self.seq, false))
-            }
-            Wait::Earlier(mut visible) => {
-                visible
-                    .wait_for(|head| *head >= self.seq)
-                    .await
-                    .map_err(|_| store::Error::Closed)?;
-                Ok((self.seq, true))
-            }
-        }
+        let (outcome, duplicate) = match self.wait {
+            Wait::Commit(committed) => (committed, false),
+            Wait::Visible => return Ok((self.seq, true)),
+            Wait::Original(original) => (original, true),
+        };
+        outcome.await.map_err(|_| store::Error::Closed)??;
+        Ok((self.seq, duplicate))
     }
 }
 
@@ -676,18 +726,23 @@ async fn show_committed(mut committed: mpsc::UnboundedReceiver<Committed>, metri
             let Committed {
                 channel,
                 seq,
+                generation,
                 result,
                 done,
             } = event;
-            let visible = result.is_ok();
+            if result.is_err() {
+                // Taken back before the sender hears of it, so that its
+                // retry is a new send.
+                channel.take_back_uncommitted(generation);
+                let _ = done.send(result);
+                continue;
+            }
             // The sender's acknowledgement first, so that it is not queued
             // behind every poll this event wakes; it runs only after the
             // event is visible, as nothing here awaits in between.
             let _ = done.send(result);
-            if visible {
-                if let Some(fan_out) = channel.make_visible(seq) {
-                    fan_out_answer(fan_out, &metrics);
-                }
+            if let Some(fan_out) = channel.make_visible(seq) {
+                fan_out_answer(fan_out, &metrics);
             }
         }
     }
@@ -779,16 +834,11 @@ fn guest_name(taken: &HashMap<String, Arc<str>>) -> Name {
 }
 
 #[cfg(test)]
-mod tests {
-    use futures::FutureExt;
-
-    use super::*;
-
-    /// A hub on a fresh store; the folder must outlive it.
-    fn hub(data: &tempfile::TempDir) -> Hub {
+impl Hub {
+    /// A hub on a fresh store in `data`, which must outlive it; on a runtime.
+    pub(crate) fn for_tests(data: &std::path::Path) -> Hub {
         let metrics = Arc::new(Metrics::new());
-        let (store, _closer, loaded) =
-            Store::open(data.path(), 100, metrics.store.clone()).unwrap();
+        let (store, _closer, loaded) = Store::open(data, 100, metrics.store.clone(), None).unwrap();
         let settings = HubSettings {
             history_window: 100,
             history_on_join: 10,
@@ -796,6 +846,17 @@ mod tests {
             session_grace: Duration::from_secs(10),
         };
         Hub::new(settings, store, loaded, metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    fn hub(data: &tempfile::TempDir) -> Hub {
+        Hub::for_tests(data.path())
     }
 
     fn message(text: &str) -> EventKind {
@@ -814,8 +875,14 @@ mod tests {
         let channel = hub.channel(&ChannelName::default_channel());
         let name = Name::parse("ada").unwrap();
         let color = Color::parse("ffcc00").unwrap();
-        let original = hub.publish(&channel, &name, color, message("hi"), Some("same"));
-        let retry = hub.publish(&channel, &name, color, message("hi"), Some("same"));
+        let key = || {
+            Some(SendKey {
+                sender: name.key(),
+                id: "same".into(),
+            })
+        };
+        let original = hub.publish(&channel, &name, color, message("hi"), key());
+        let retry = hub.publish(&channel, &name, color, message("hi"), key());
         let mut retry = Box::pin(retry.committed());
         assert!(
             (&mut retry).now_or_never().is_none(),

@@ -63,6 +63,11 @@ impl Session {
         self.state.lock().expect("session lock").clone()
     }
 
+    /// Whether the session has ended: then nothing it asks for is done.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.state.lock().expect("session lock").ended
+    }
+
     /// Changes the state under its lock.
     pub(crate) fn update<T>(&self, change: impl FnOnce(&mut SessionState) -> T) -> T {
         change(&mut self.state.lock().expect("session lock"))

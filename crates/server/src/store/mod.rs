@@ -6,11 +6,20 @@
 //! whatever has queued up in one transaction (group commit), which keeps the
 //! cost per message low when many arrive at once. Each append carries a callback
 //! that the writer calls once the event is committed.
+//!
+//! A commit that fails takes its events with it, and every later event of
+//! the same channel that was queued before the channel learnt of it: the
+//! writer refuses those without writing them (they carry the channel's
+//! *generation*, which the channel moves on when it rolls back). So a
+//! channel's events on disk never have a gap, and none is written after
+//! one that was refused.
 
+pub(crate) mod faults;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +46,10 @@ pub enum Error {
         /// SQLite's words.
         reason: String,
     },
+    /// An earlier event of the channel could not be committed, so this one,
+    /// queued after it, was not written either.
+    #[error("the history store failed to commit an earlier event of this channel")]
+    EarlierCommitFailed,
     /// The writer thread is gone (the store was closed or crashed).
     #[error("the history store is closed")]
     Closed,
@@ -47,10 +60,22 @@ pub enum Error {
 pub(crate) struct StoredEvent {
     /// Its position in the channel's stream.
     pub seq: u64,
-    /// The sender's id, for messages, so that retries can be recognised after a restart.
-    pub send_id: Option<String>,
+    /// Who sent it under which id, for messages, so that retries can be
+    /// recognised, also after a restart.
+    pub send: Option<SendKey>,
     /// The event encoded as it goes on the wire.
     pub body: Bytes,
+}
+
+/// A message's send id, scoped to its sender: two people may use the same
+/// id in one channel, and a person who comes back under the same name
+/// (a new session) retries under the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SendKey {
+    /// The sender's name as names are compared: lowercased.
+    pub sender: String,
+    /// The id the client gave the message.
+    pub id: String,
 }
 
 /// A channel as it was found on disk at start.
@@ -67,12 +92,14 @@ pub(crate) struct LoadedChannel {
 }
 
 enum Job {
-    CreateChannel {
-        name: String,
-        epoch: String,
-    },
+    /// An event to write; the channel's row is written with its first event,
+    /// in the same transaction, so no event is ever on disk without it.
     Append {
         channel: String,
+        epoch: Arc<str>,
+        /// The channel's generation when the event was queued (see the
+        /// module's comment).
+        generation: u64,
         event: StoredEvent,
         on_commit: OnCommit,
     },
@@ -105,6 +132,8 @@ const SLOW_COMMIT: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub(crate) struct Store {
     jobs: mpsc::Sender<Job>,
+    /// Why the last commit failed, until one succeeds.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Owns the writer thread; `close` waits for everything queued to be committed.
@@ -120,43 +149,56 @@ impl Store {
         data_dir: &Path,
         window: usize,
         metrics: StoreMetrics,
+        faults: Option<faults::StoreFaults>,
     ) -> Result<(Store, StoreCloser, Vec<LoadedChannel>), Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.to_owned(),
             source,
         })?;
-        let mut connection = sqlite::open(&data_dir.join("talk.sqlite3"))?;
+        let connection = sqlite::open(&data_dir.join("talk.sqlite3"))?;
         let loaded = sqlite::load(&connection, window)?;
         let (jobs, queue) = mpsc::channel();
+        let failure = Arc::new(Mutex::new(None));
+        let mut writer = Writer {
+            connection,
+            metrics,
+            faults,
+            failure: failure.clone(),
+            refused: HashMap::new(),
+            read_only: false,
+        };
         let writer = std::thread::Builder::new()
             .name("talk-store".into())
-            .spawn(move || write_loop(&mut connection, queue, &metrics))
+            .spawn(move || writer.run(queue))
             .expect("spawning the store thread");
-        let store = Store { jobs: jobs.clone() };
+        let store = Store {
+            jobs: jobs.clone(),
+            failure,
+        };
         Ok((store, StoreCloser { jobs, writer }, loaded))
-    }
-
-    /// Records a new channel and the epoch of its history.
-    pub(crate) fn create_channel(&self, name: &str, epoch: &str) {
-        // A send fails only when the writer is gone; the appends that follow
-        // will report that to their callers.
-        let _ = self.jobs.send(Job::CreateChannel {
-            name: name.to_owned(),
-            epoch: epoch.to_owned(),
-        });
     }
 
     /// Queues an event; `on_commit` runs on the writer thread once the event
     /// is committed, or failed to be.
     ///
     /// The writer commits jobs in queue order and reports them in that
-    /// order, so events of one channel queued in sequence order are reported
+    /// order, so events of one channel must be queued in sequence order
+    /// (under the channel's lock): then they are committed, and reported,
     /// in sequence order. Running the callback on the writer thread, rather
     /// than in the caller's task, means a caller that goes away (its client
     /// hung up) cannot leave a committed event unreported.
-    pub(crate) fn append(&self, channel: &str, event: StoredEvent, on_commit: OnCommit) {
+    pub(crate) fn append(
+        &self,
+        channel: &str,
+        epoch: &Arc<str>,
+        generation: u64,
+        event: StoredEvent,
+        on_commit: OnCommit,
+    ) {
         let job = Job::Append {
             channel: channel.to_owned(),
+            epoch: epoch.clone(),
+            generation,
             event,
             on_commit,
         };
@@ -171,6 +213,11 @@ impl Store {
             channel: channel.to_owned(),
             up_to_seq,
         });
+    }
+
+    /// Why the store cannot commit, while the last commit (or probe) failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("store failure lock").clone()
     }
 }
 
@@ -188,32 +235,72 @@ impl StoreCloser {
 /// caller's acknowledgement without bound.
 pub(crate) const MAX_JOBS_PER_COMMIT: usize = 4096;
 
-fn write_loop(
-    connection: &mut rusqlite::Connection,
-    queue: mpsc::Receiver<Job>,
-    metrics: &StoreMetrics,
-) {
-    let mut stopping = false;
-    while !stopping {
-        let Ok(first) = queue.recv() else { break };
-        let mut batch = vec![first];
-        while batch.len() < MAX_JOBS_PER_COMMIT {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// How often a failing store tries a small write on its own, so that it
+/// learns it has recovered (and `/healthz` says so) with no traffic.
+const PROBE_WHILE_FAILING: Duration = Duration::from_secs(1);
+
+/// The writer thread's state.
+struct Writer {
+    connection: rusqlite::Connection,
+    metrics: StoreMetrics,
+    faults: Option<faults::StoreFaults>,
+    failure: Arc<Mutex<Option<String>>>,
+    /// Per channel, the newest generation with a failed commit: its events
+    /// still in the queue are refused, not written.
+    refused: HashMap<String, u64>,
+    /// Whether the connection is set read-only by a fault.
+    read_only: bool,
+}
+
+impl Writer {
+    fn run(&mut self, queue: mpsc::Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let first = if self.is_failing() {
+                match queue.recv_timeout(PROBE_WHILE_FAILING) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                let Ok(job) = queue.recv() else { break };
+                job
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_JOBS_PER_COMMIT {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
+            if let Some(stop_at) = batch.iter().position(|job| matches!(job, Job::Stop)) {
+                // Whatever was queued after the stop is dropped, and its callers
+                // hear of it: their callbacks are dropped uncalled.
+                batch.truncate(stop_at);
+                stopping = true;
+            }
+            self.commit(batch);
         }
-        if let Some(stop_at) = batch.iter().position(|job| matches!(job, Job::Stop)) {
-            // Whatever was queued after the stop is dropped, and its callers
-            // hear of it: their callbacks are dropped uncalled.
-            batch.truncate(stop_at);
-            stopping = true;
-        }
+    }
+
+    /// Commits a batch in one transaction, and reports each append.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let refused: Vec<bool> = batch.iter().map(|job| self.is_refused(job)).collect();
+        self.apply_faults();
         let started = Instant::now();
-        let result = sqlite::commit(connection, &batch).map_err(|error| error.to_string());
+        let written = batch
+            .iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|(job, _)| job);
+        let result =
+            sqlite::commit(&mut self.connection, written).map_err(|error| error.to_string());
         let took = started.elapsed();
-        metrics.commit_seconds.observe(took.as_secs_f64());
-        metrics.commit_jobs.observe(batch.len() as f64);
+        self.metrics.commit_seconds.observe(took.as_secs_f64());
+        self.metrics.commit_jobs.observe(batch.len() as f64);
         if took >= SLOW_COMMIT {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
@@ -221,17 +308,98 @@ fn write_loop(
                 "a history commit was slow"
             );
         }
-        if let Err(reason) = &result {
-            tracing::error!(%reason, jobs = batch.len(), "committing to the history store failed");
-        }
-        for job in batch {
-            if let Job::Append { on_commit, .. } = job {
-                on_commit(
-                    result
-                        .clone()
-                        .map_err(|reason| Error::CommitFailed { reason }),
-                );
+        match &result {
+            Ok(()) => self.set_failure(None),
+            Err(reason) => {
+                tracing::error!(%reason, jobs = batch.len(), "committing to the history store failed");
+                self.set_failure(Some(reason.clone()));
+                for (job, refused) in batch.iter().zip(&refused) {
+                    if let (
+                        Job::Append {
+                            channel,
+                            generation,
+                            ..
+                        },
+                        false,
+                    ) = (job, refused)
+                    {
+                        let newest = self.refused.entry(channel.clone()).or_insert(*generation);
+                        *newest = (*newest).max(*generation);
+                    }
+                }
             }
+        }
+        for (job, refused) in batch.into_iter().zip(refused) {
+            if let Job::Append { on_commit, .. } = job {
+                on_commit(match (&result, refused) {
+                    (_, true) => Err(Error::EarlierCommitFailed),
+                    (Ok(()), false) => Ok(()),
+                    (Err(reason), false) => Err(Error::CommitFailed {
+                        reason: reason.clone(),
+                    }),
+                });
+            }
+        }
+    }
+
+    /// Whether `job` is an append that an earlier failure of its channel
+    /// refuses. An append of a newer generation means the channel has rolled
+    /// back, and everything older has left the queue: its entry goes.
+    fn is_refused(&mut self, job: &Job) -> bool {
+        let Job::Append {
+            channel,
+            generation,
+            ..
+        } = job
+        else {
+            return false;
+        };
+        match self.refused.get(channel) {
+            Some(newest_refused) if generation <= newest_refused => true,
+            Some(_) => {
+                self.refused.remove(channel);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failure.lock().expect("store failure lock").is_some()
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().expect("store failure lock") = failure;
+    }
+
+    /// A small write on its own, while commits fail.
+    fn probe(&mut self) {
+        self.apply_faults();
+        match sqlite::probe(&mut self.connection) {
+            Ok(()) => {
+                tracing::info!("the history store commits again");
+                self.set_failure(None);
+            }
+            Err(error) => self.set_failure(Some(error.to_string())),
+        }
+    }
+
+    /// Makes the next transaction fail inside SQLite, or take longer, as a
+    /// test asked.
+    fn apply_faults(&mut self) {
+        let Some(faults) = &self.faults else { return };
+        let fault = faults.next();
+        if fault.fail != self.read_only {
+            if let Err(error) = self
+                .connection
+                .pragma_update(None, "query_only", fault.fail)
+            {
+                tracing::error!(%error, "could not set the store's test fault");
+            }
+            self.read_only = fault.fail;
+        }
+        if !fault.delay.is_zero() {
+            std::thread::sleep(fault.delay);
         }
     }
 }

@@ -6,13 +6,14 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::AppState;
 
+/// 200 when the server can take chat traffic; 503 with the reason when it
+/// is stopping or its store cannot commit (sends would be refused).
 pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
+    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     if app.hub.is_shutting_down() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "shutting_down"})),
-        )
-            .into_response()
+        unavailable(serde_json::json!({"status": "shutting_down"}))
+    } else if let Some(reason) = app.hub.store_failure() {
+        unavailable(serde_json::json!({"status": "store_failing", "reason": reason}))
     } else {
         axum::Json(serde_json::json!({"status": "ok"})).into_response()
     }
