@@ -38,6 +38,18 @@ pub struct Config {
     pub send_rate: Option<Rate>,
     /// Session starts allowed per client address; `None` for no limit.
     pub session_start_rate: Option<Rate>,
+    /// New channels (ones with no history) a session may create; `None`
+    /// for no limit.
+    pub channel_create_rate: Option<Rate>,
+    /// New channels the sessions of one client address may create; `None`
+    /// for no limit.
+    pub channel_create_rate_per_address: Option<Rate>,
+    /// The most channels kept in memory at once; a new one beyond it is
+    /// refused (`503 channel_limit`) unless an unused one can leave.
+    pub max_channels: usize,
+    /// How long a channel nobody is in or waits in stays in memory; its
+    /// history stays on disk and is loaded again when it is next used.
+    pub channel_idle: Duration,
     /// Channels with more members than this do not announce joins and leaves.
     pub presence_limit: usize,
     /// Origins allowed to use the chat; empty for any.
@@ -74,6 +86,18 @@ impl Default for Config {
                 period: Duration::from_secs(60),
                 burst: 30,
             }),
+            channel_create_rate: Some(Rate {
+                per_period: 10,
+                period: Duration::from_secs(60),
+                burst: 10,
+            }),
+            channel_create_rate_per_address: Some(Rate {
+                per_period: 30,
+                period: Duration::from_secs(60),
+                burst: 30,
+            }),
+            max_channels: 10_000,
+            channel_idle: Duration::from_secs(10 * 60),
             presence_limit: 200,
             allow_origins: Vec::new(),
             client_ip_header: None,
@@ -127,10 +151,16 @@ impl Config {
                 "at least 1, and small enough that 4 bytes a character fit the body limit",
             );
         }
-        for rate in [self.send_rate, self.session_start_rate]
-            .into_iter()
-            .flatten()
-        {
+        if self.max_channels == 0 {
+            return out_of_range("the channel limit", "at least 1");
+        }
+        let rates = [
+            self.send_rate,
+            self.session_start_rate,
+            self.channel_create_rate,
+            self.channel_create_rate_per_address,
+        ];
+        for rate in rates.into_iter().flatten() {
             if rate.per_period == 0 || rate.burst == 0 || rate.period.is_zero() {
                 return out_of_range("a rate", "positive (use no rate for no limit)");
             }

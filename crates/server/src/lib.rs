@@ -54,12 +54,15 @@ pub async fn run(
     let metrics = Arc::new(metrics::Metrics::new());
     let store_metrics = metrics.store.clone();
     let faults = config.store_faults.clone();
-    let (store, store_closer, loaded) = tokio::task::spawn_blocking(move || {
+    let (store, store_closer) = tokio::task::spawn_blocking(move || {
         store::Store::open(&data_dir, window, store_metrics, faults)
     })
     .await
     .expect("opening the store does not panic")?;
-    let n_channels = loaded.len();
+    let counting = store.clone();
+    let n_channels = tokio::task::spawn_blocking(move || counting.n_channels())
+        .await
+        .expect("counting channels does not panic")?;
     if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
         metrics.open_files_limit.set(limit.0 as i64);
     }
@@ -68,19 +71,18 @@ pub async fn run(
         history_on_join: config.history_on_join,
         presence_limit: config.presence_limit,
         session_grace: config.session_grace,
+        channel_idle: config.channel_idle,
+        max_channels: config.max_channels,
     };
-    let hub = Arc::new(hub::Hub::new(settings, store, loaded, metrics.clone()));
-    let limits = Arc::new(limits::Limits::new(
-        config.send_rate,
-        config.session_start_rate,
-    ));
+    let hub = Arc::new(hub::Hub::new(settings, store, metrics.clone()));
+    let limits = Arc::new(limits::Limits::new(&config));
     let config = Arc::new(config);
-    tracing::info!(channels = n_channels, data = %config.data_dir.display(), "history loaded");
+    tracing::info!(channels = n_channels, data = %config.data_dir.display(), "history store open");
 
     let reaper = tokio::spawn(end_expired_sessions(
         hub.clone(),
         limits.clone(),
-        config.session_grace,
+        config.clone(),
     ));
     let app = http::AppState::new(http::App {
         hub: hub.clone(),
@@ -119,13 +121,21 @@ pub async fn run(
     Ok(())
 }
 
-/// Ends sessions that stopped polling, every quarter of the grace period.
-async fn end_expired_sessions(hub: Arc<hub::Hub>, limits: Arc<limits::Limits>, grace: Duration) {
-    let mut ticks =
-        tokio::time::interval((grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
+/// Ends sessions that stopped polling, and lets idle channels leave
+/// memory, every quarter of the grace period (or of the channels' idle
+/// time, if shorter).
+async fn end_expired_sessions(
+    hub: Arc<hub::Hub>,
+    limits: Arc<limits::Limits>,
+    config: Arc<Config>,
+) {
+    let period = (config.session_grace.min(config.channel_idle) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut ticks = tokio::time::interval(period);
     loop {
         ticks.tick().await;
         hub.end_expired_sessions().await;
+        hub.evict_idle_channels();
         limits.forget_idle();
     }
 }

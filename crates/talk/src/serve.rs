@@ -58,6 +58,26 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALK_PRESENCE_LIMIT", default_value_t = 200)]
     presence_limit: usize,
 
+    /// New channels (ones with no history) a session may create per minute,
+    /// also the burst (0: no limit).
+    #[arg(long, env = "TALK_CHANNEL_RATE", default_value_t = 10)]
+    channel_rate: u32,
+
+    /// New channels the sessions of one client address (an IPv6 client's
+    /// /64) may create per minute, also the burst (0: no limit).
+    #[arg(long, env = "TALK_CHANNEL_ADDRESS_RATE", default_value_t = 30)]
+    channel_address_rate: u32,
+
+    /// The most channels kept in memory; beyond it a new channel is refused
+    /// unless an unused one can leave memory.
+    #[arg(long, env = "TALK_MAX_CHANNELS", default_value_t = 10_000)]
+    max_channels: usize,
+
+    /// How long a channel nobody is in stays in memory, in seconds; its
+    /// history stays on disk and is loaded again when someone joins.
+    #[arg(long, env = "TALK_CHANNEL_IDLE", default_value_t = 600.0)]
+    channel_idle: f64,
+
     /// An origin allowed to use the chat, e.g. https://example.com; repeat
     /// the flag (or separate with commas) for several. Default: any origin.
     #[arg(long, env = "TALK_ALLOW_ORIGIN", value_delimiter = ',')]
@@ -99,11 +119,13 @@ impl ServeArgs {
             period: Duration::from_secs(1),
             burst: self.send_burst.max(1),
         });
-        let session_start_rate = (self.session_rate > 0).then_some(Rate {
-            per_period: self.session_rate,
-            period: Duration::from_secs(60),
-            burst: self.session_rate,
-        });
+        let per_minute = |rate: u32| {
+            (rate > 0).then_some(Rate {
+                per_period: rate,
+                period: Duration::from_secs(60),
+                burst: rate,
+            })
+        };
         let config = Config {
             data_dir: self.data.clone(),
             poll_timeout: seconds(self.poll_timeout, "--poll-timeout")?,
@@ -112,7 +134,11 @@ impl ServeArgs {
             history_on_join: self.history_on_join,
             max_message_chars: self.max_message,
             send_rate,
-            session_start_rate,
+            session_start_rate: per_minute(self.session_rate),
+            channel_create_rate: per_minute(self.channel_rate),
+            channel_create_rate_per_address: per_minute(self.channel_address_rate),
+            max_channels: self.max_channels,
+            channel_idle: seconds(self.channel_idle, "--channel-idle")?,
             presence_limit: self.presence_limit,
             allow_origins: self.allow_origin.clone(),
             client_ip_header: self.client_ip_header.clone(),

@@ -15,7 +15,16 @@ use std::sync::Arc;
 
 use talk_protocol::{ChannelName, Color, EventKind, InvalidValue, Name, SendAnswer, SendId};
 
-use crate::hub::{self, Hub, Session};
+use crate::hub::{self, Hub, MayCreate, Session};
+
+/// What a send may do, as the server's settings and rate limits say.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits<'check> {
+    /// The longest message, in characters.
+    pub(crate) max_chars: usize,
+    /// Whether the client may create a channel now.
+    pub(crate) may_create: MayCreate<'check>,
+}
 
 /// What can go wrong with a send.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +101,9 @@ pub(crate) async fn execute(
     session: &Arc<Session>,
     send_id: &SendId,
     text: &str,
-    max_chars: usize,
+    limits: Limits<'_>,
 ) -> Result<SendAnswer, Error> {
+    let max_chars = limits.max_chars;
     let changes = session.changes.lock().await;
     // It may have ended while this waited for its turn.
     if session.has_ended() {
@@ -120,8 +130,11 @@ pub(crate) async fn execute(
         .await;
     }
     match Command::parse(text)? {
-        Command::Join(channel) => join::run(hub, session, channel).await,
-        Command::Exit => join::run(hub, session, ChannelName::default_channel()).await,
+        Command::Join(channel) => join::run(hub, session, channel, limits.may_create).await,
+        Command::Exit => {
+            let lobby = ChannelName::default_channel();
+            join::run(hub, session, lobby, limits.may_create).await
+        }
         Command::List => Ok(list::run(hub)),
         Command::Who => Ok(who::run(hub, session)),
         Command::Nick(name) => nick::run(hub, session, name).await,
@@ -228,7 +241,12 @@ mod tests {
         let hub = Arc::new(Hub::for_tests(data.path()));
         let lobby = ChannelName::default_channel();
         let ada = hub
-            .start_session(Some(Name::parse("ada").unwrap()), None, lobby.clone())
+            .start_session(
+                Some(Name::parse("ada").unwrap()),
+                None,
+                lobby.clone(),
+                &|| Ok(()),
+            )
             .await
             .unwrap()
             .session;
@@ -246,7 +264,11 @@ mod tests {
             .map(|text| {
                 let (hub, ada) = (hub.clone(), ada.clone());
                 let id = SendId::parse(&format!("id-{}", text.len())).unwrap();
-                tokio::spawn(async move { execute(&hub, &ada, &id, text, 100).await })
+                let limits = Limits {
+                    max_chars: 100,
+                    may_create: &|| Ok(()),
+                };
+                tokio::spawn(async move { execute(&hub, &ada, &id, text, limits).await })
             })
             .collect();
         tokio::task::yield_now().await;
@@ -260,7 +282,7 @@ mod tests {
             );
         }
         let admin = hub
-            .start_session(Some(Name::parse("admin").unwrap()), None, lobby)
+            .start_session(Some(Name::parse("admin").unwrap()), None, lobby, &|| Ok(()))
             .await
             .unwrap();
         assert!(!admin.name_was_taken, "the name was not kept");

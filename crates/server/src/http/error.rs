@@ -52,6 +52,8 @@ fn hub_status(error: &hub::Error) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
         }
         hub::Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        hub::Error::TooManyChannels { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_channels"),
+        hub::Error::ChannelLimit { .. } => (StatusCode::SERVICE_UNAVAILABLE, "channel_limit"),
     }
 }
 
@@ -93,7 +95,10 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after } | ApiError::TooManySessions { retry_after } => {
+            ApiError::RateLimited { retry_after }
+            | ApiError::TooManySessions { retry_after }
+            | ApiError::Hub(hub::Error::TooManyChannels { retry_after })
+            | ApiError::Send(command::Error::Hub(hub::Error::TooManyChannels { retry_after })) => {
                 Some(*retry_after)
             }
             _ => None,

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use slab::Slab;
@@ -117,6 +118,10 @@ struct ChannelState {
     last_history: Option<(u64, Reset, PollBody)>,
     /// The polls waiting for the event after `visible`.
     parked: Slab<ParkedPoll>,
+    /// When a member came or went or an event was published: a channel idle
+    /// for long enough leaves memory. (A poll parks only in its session's
+    /// channel, of which the session is a member.)
+    last_active: Instant,
 }
 
 /// What `Channel::publish` did with an event.
@@ -160,6 +165,7 @@ impl Channel {
                 last_answer: None,
                 last_history: None,
                 parked: Slab::new(),
+                last_active: Instant::now(),
             }),
         }
     }
@@ -190,6 +196,7 @@ impl Channel {
             return Published::InFlight { seq, original };
         }
         state.last_assigned += 1;
+        state.last_active = Instant::now();
         let seq = state.last_assigned;
         let event = StoredEvent {
             seq,
@@ -343,6 +350,7 @@ impl Channel {
     pub(crate) fn add_member(&self, token: &Arc<str>) -> usize {
         let mut state = self.state.lock().expect("channel lock");
         state.members.insert(token.clone(), ());
+        state.last_active = Instant::now();
         state.members.len()
     }
 
@@ -351,7 +359,20 @@ impl Channel {
         let mut state = self.state.lock().expect("channel lock");
         let before = state.members.len();
         state.members.remove(token);
+        state.last_active = Instant::now();
         before
+    }
+
+    /// Whether the channel may leave memory: nobody is in it or waits in
+    /// it, every event it gave out is committed (or taken back), and it has
+    /// been so for `idle` as of `now`. Only a member publishes to a channel,
+    /// so once this is true nothing will write to this copy of it again.
+    pub(crate) fn is_idle(&self, now: Instant, idle: Duration) -> bool {
+        let state = self.state.lock().expect("channel lock");
+        state.members.is_empty()
+            && state.parked.is_empty()
+            && state.visible == state.last_assigned
+            && now.saturating_duration_since(state.last_active) >= idle
     }
 
     /// The tokens of the members.

@@ -29,7 +29,7 @@ use waiter::Outcome;
 pub(crate) use waiter::{Deliver, Delivery, Waiter, WakeTask};
 
 use crate::metrics::Metrics;
-use crate::store::{self, LoadedChannel, SendKey, Store, StoredEvent};
+use crate::store::{self, SendKey, Store, StoredEvent};
 
 /// What the hub needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -38,7 +38,15 @@ pub(crate) struct HubSettings {
     pub(crate) history_on_join: usize,
     pub(crate) presence_limit: usize,
     pub(crate) session_grace: Duration,
+    /// How long a channel nobody uses stays in memory.
+    pub(crate) channel_idle: Duration,
+    /// The most channels in memory at once.
+    pub(crate) max_channels: usize,
 }
+
+/// Asked before a channel that has no history is created: whether the
+/// client may create another one now (rate limits live in `http`).
+pub(crate) type MayCreate<'check> = &'check (dyn Fn() -> Result<(), Error> + Sync);
 
 /// What can go wrong in the hub; `http::error` turns each into an answer.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +63,18 @@ pub(crate) enum Error {
     /// The store could not keep the event, so it was not acknowledged.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The client has created too many channels lately.
+    #[error("too many new channels; wait a moment, or join one that exists")]
+    TooManyChannels {
+        /// When it may create another.
+        retry_after: Duration,
+    },
+    /// As many channels as the server keeps in memory are in use.
+    #[error("this server has {max} channels in use, its limit; join one that exists")]
+    ChannelLimit {
+        /// The limit.
+        max: usize,
+    },
     /// The server is stopping.
     #[error("the server is shutting down; try again in a moment")]
     ShuttingDown,
@@ -115,59 +135,107 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(
-        settings: HubSettings,
-        store: Store,
-        loaded: Vec<LoadedChannel>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let channels: HashMap<_, _> = loaded
-            .into_iter()
-            .filter_map(|channel| {
-                // Names were checked when stored; skip any that would not be today.
-                let name = ChannelName::parse(&channel.name).ok()?;
-                let value = Channel::new(
-                    name.clone(),
-                    channel.epoch,
-                    channel.head,
-                    channel.events,
-                    settings.history_window,
-                );
-                Some((name, Arc::new(value)))
-            })
-            .collect();
-        metrics.channels.set(channels.len() as i64);
+    /// A hub with no channel in memory: each is loaded from the store when
+    /// it is first used.
+    pub(crate) fn new(settings: HubSettings, store: Store, metrics: Arc<Metrics>) -> Self {
         let (committed, to_show) = mpsc::unbounded_channel();
         tokio::spawn(show_committed(to_show, metrics.clone()));
         Hub {
             settings,
             store,
             committed,
-            channels: Mutex::new(channels),
+            channels: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Sessions::default()),
             shutting_down: AtomicBool::new(false),
             metrics,
         }
     }
 
-    /// The channel called `name`, created (with a new epoch) if it is new.
-    fn channel(&self, name: &ChannelName) -> Arc<Channel> {
-        let mut channels = self.channels.lock().expect("channels lock");
-        if let Some(channel) = channels.get(name) {
-            return channel.clone();
+    /// The channel `name` with `token` added to its members, and how many
+    /// members it has now: from memory, else loaded from the store (off the
+    /// runtime's threads), else created with a new epoch if `may_create`
+    /// lets the client create one.
+    ///
+    /// The member is added under the lock of the channel map, which
+    /// eviction takes too, so a channel entered is never one that has just
+    /// left memory.
+    async fn enter_channel(
+        &self,
+        name: &ChannelName,
+        token: &Arc<str>,
+        may_create: MayCreate<'_>,
+    ) -> Result<(Arc<Channel>, usize), Error> {
+        if let Some(entered) = self.enter_in_memory(name, token) {
+            return Ok(entered);
         }
-        // The store writes the channel's row with its first event.
-        let epoch = new_epoch();
-        let channel = Arc::new(Channel::new(
-            name.clone(),
-            epoch,
-            0,
-            Vec::new(),
-            self.settings.history_window,
-        ));
+        let store = self.store.clone();
+        let key = name.as_str().to_owned();
+        let loaded = tokio::task::spawn_blocking(move || store.load_channel(&key))
+            .await
+            .map_err(|_| store::Error::Closed)??;
+        let window = self.settings.history_window;
+        let channel = match loaded {
+            Some(loaded) => Channel::new(
+                name.clone(),
+                loaded.epoch,
+                loaded.head,
+                loaded.events,
+                window,
+            ),
+            None => {
+                // The default channel is always there to be used, so
+                // using it first creates nothing a client asked for.
+                if *name != ChannelName::default_channel() {
+                    may_create()?;
+                }
+                // The store writes the channel's row with its first event.
+                Channel::new(name.clone(), new_epoch(), 0, Vec::new(), window)
+            }
+        };
+        let mut channels = self.channels.lock().expect("channels lock");
+        // Loaded meanwhile by another request: that copy is the one.
+        if let Some(channel) = channels.get(name) {
+            let n_members = channel.add_member(token);
+            return Ok((channel.clone(), n_members));
+        }
+        if channels.len() >= self.settings.max_channels {
+            // Make room with the channels nobody uses, however recently.
+            let now = Instant::now();
+            channels.retain(|_, channel| !channel.is_idle(now, Duration::ZERO));
+            if channels.len() >= self.settings.max_channels {
+                self.metrics.channels.set(channels.len() as i64);
+                return Err(Error::ChannelLimit {
+                    max: self.settings.max_channels,
+                });
+            }
+        }
+        let channel = Arc::new(channel);
+        let n_members = channel.add_member(token);
         channels.insert(name.clone(), channel.clone());
         self.metrics.channels.set(channels.len() as i64);
-        channel
+        Ok((channel, n_members))
+    }
+
+    /// As `enter_channel`, for a channel in memory.
+    fn enter_in_memory(
+        &self,
+        name: &ChannelName,
+        token: &Arc<str>,
+    ) -> Option<(Arc<Channel>, usize)> {
+        let channels = self.channels.lock().expect("channels lock");
+        let channel = channels.get(name)?;
+        let n_members = channel.add_member(token);
+        Some((channel.clone(), n_members))
+    }
+
+    /// Lets the channels that nobody has used for the idle time leave
+    /// memory; their history stays on disk, to be loaded when next used.
+    pub(crate) fn evict_idle_channels(&self) {
+        let now = Instant::now();
+        let idle = self.settings.channel_idle;
+        let mut channels = self.channels.lock().expect("channels lock");
+        channels.retain(|_, channel| !channel.is_idle(now, idle));
+        self.metrics.channels.set(channels.len() as i64);
     }
 
     /// The live session whose token this is.
@@ -187,12 +255,13 @@ impl Hub {
         name: Option<Name>,
         color: Option<Color>,
         channel: ChannelName,
+        may_create: MayCreate<'_>,
     ) -> Result<Started, Error> {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
         let token: Arc<str> = new_token().into();
-        let joined = self.channel(&channel);
+        let (joined, n_members) = self.enter_channel(&channel, &token, may_create).await?;
         let color = color.unwrap_or_else(|| Color::from_hue(fastrand::u16(0..360)));
         let (session, name, name_was_taken) = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -211,7 +280,6 @@ impl Hub {
             self.metrics.sessions.set(sessions.by_token.len() as i64);
             (session, name, name_was_taken)
         };
-        let n_members = joined.add_member(&session.token);
         if n_members <= self.settings.presence_limit {
             let announced = self
                 .publish(&joined, &name, color, EventKind::Join, None)
@@ -265,18 +333,19 @@ impl Hub {
         let channel = state.channel;
         channel.unpark_session(session);
         session.wake.notify_waiters();
-        if channel.remove_member(&session.token) <= self.settings.presence_limit {
-            self.publish(
-                &channel,
-                &state.name,
-                state.color,
-                EventKind::Leave { reason },
-                None,
-            )
-            .committed()
-            .await?;
-        }
-        Ok(())
+        // Announced while still a member: only members publish to a
+        // channel, which is what lets an idle channel leave memory safely.
+        let announced = if channel.n_members() <= self.settings.presence_limit {
+            let leave = EventKind::Leave { reason };
+            self.publish(&channel, &state.name, state.color, leave, None)
+                .committed()
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        channel.remove_member(&session.token);
+        announced
     }
 
     /// Ends every session that has had no poll for the grace period.
@@ -335,6 +404,7 @@ impl Hub {
         &self,
         session: &Arc<Session>,
         target: ChannelName,
+        may_create: MayCreate<'_>,
     ) -> Result<bool, Error> {
         let before = session.update(|state| {
             state.switching = state.channel.name != target;
@@ -344,10 +414,20 @@ impl Hub {
             return Ok(false);
         }
         let old = before.channel.clone();
+        let entered = self
+            .enter_channel(&target, &session.token, may_create)
+            .await;
+        let (new, n_members) = match entered {
+            Ok(entered) => entered,
+            Err(error) => {
+                session.update(|state| state.switching = false);
+                session.wake.notify_waiters();
+                return Err(error);
+            }
+        };
         // Parked polls must not be answered with the session's own leave.
         old.unpark_session(session);
-        let new = self.channel(&target);
-        if new.add_member(&session.token) <= self.settings.presence_limit {
+        if n_members <= self.settings.presence_limit {
             let joined = self
                 .publish(&new, &before.name, before.color, EventKind::Join, None)
                 .committed()
@@ -359,7 +439,8 @@ impl Hub {
                 return Err(error);
             }
         }
-        if old.remove_member(&session.token) <= self.settings.presence_limit {
+        // Announced while still a member (see `end_session`).
+        if old.n_members() <= self.settings.presence_limit {
             let leave = EventKind::Leave {
                 reason: LeaveReason::Exit,
             };
@@ -371,6 +452,7 @@ impl Hub {
                 tracing::warn!(%error, channel = %old.name.as_str(), "announcing a leave failed");
             }
         }
+        old.remove_member(&session.token);
         session.update(|state| {
             state.channel = new;
             state.switching = false;
@@ -838,14 +920,16 @@ impl Hub {
     /// A hub on a fresh store in `data`, which must outlive it; on a runtime.
     pub(crate) fn for_tests(data: &std::path::Path) -> Hub {
         let metrics = Arc::new(Metrics::new());
-        let (store, _closer, loaded) = Store::open(data, 100, metrics.store.clone(), None).unwrap();
+        let (store, _closer) = Store::open(data, 100, metrics.store.clone(), None).unwrap();
         let settings = HubSettings {
             history_window: 100,
             history_on_join: 10,
             presence_limit: 10,
             session_grace: Duration::from_secs(10),
+            channel_idle: Duration::from_secs(600),
+            max_channels: 100,
         };
-        Hub::new(settings, store, loaded, metrics)
+        Hub::new(settings, store, metrics)
     }
 }
 
@@ -872,7 +956,9 @@ mod tests {
     async fn a_retry_is_acknowledged_only_once_its_original_is_visible() {
         let data = tempfile::tempdir().unwrap();
         let hub = hub(&data);
-        let channel = hub.channel(&ChannelName::default_channel());
+        let token: Arc<str> = "ada".into();
+        let lobby = ChannelName::default_channel();
+        let (channel, _) = hub.enter_channel(&lobby, &token, &|| Ok(())).await.unwrap();
         let name = Name::parse("ada").unwrap();
         let color = Color::parse("ffcc00").unwrap();
         let key = || {

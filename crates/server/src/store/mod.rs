@@ -78,11 +78,9 @@ pub(crate) struct SendKey {
     pub id: String,
 }
 
-/// A channel as it was found on disk at start.
+/// A channel as it was found on disk.
 #[derive(Debug)]
 pub(crate) struct LoadedChannel {
-    /// The channel's name.
-    pub name: String,
     /// The life of its history.
     pub epoch: String,
     /// The last sequence number it used.
@@ -134,6 +132,12 @@ pub(crate) struct Store {
     jobs: mpsc::Sender<Job>,
     /// Why the last commit failed, until one succeeds.
     failure: Arc<Mutex<Option<String>>>,
+    /// A connection of its own for loading channels, which WAL mode lets
+    /// read while the writer writes; loads are rare (a channel's first use
+    /// since start, or since it left memory), so one is enough.
+    reader: Arc<Mutex<rusqlite::Connection>>,
+    /// How many events of a channel are loaded.
+    window: usize,
 }
 
 /// Owns the writer thread; `close` waits for everything queued to be committed.
@@ -143,20 +147,21 @@ pub(crate) struct StoreCloser {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `data_dir` and reads the last
-    /// `window` events of every channel. Blocks: call it off the runtime.
+    /// Opens (or creates) the store in `data_dir`, whose channels load the
+    /// last `window` events each. Blocks: call it off the runtime.
     pub(crate) fn open(
         data_dir: &Path,
         window: usize,
         metrics: StoreMetrics,
         faults: Option<faults::StoreFaults>,
-    ) -> Result<(Store, StoreCloser, Vec<LoadedChannel>), Error> {
+    ) -> Result<(Store, StoreCloser), Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.to_owned(),
             source,
         })?;
-        let connection = sqlite::open(&data_dir.join("talk.sqlite3"))?;
-        let loaded = sqlite::load(&connection, window)?;
+        let path = data_dir.join("talk.sqlite3");
+        let connection = sqlite::open(&path)?;
+        let reader = sqlite::open_reader(&path)?;
         let (jobs, queue) = mpsc::channel();
         let failure = Arc::new(Mutex::new(None));
         let mut writer = Writer {
@@ -174,8 +179,24 @@ impl Store {
         let store = Store {
             jobs: jobs.clone(),
             failure,
+            reader: Arc::new(Mutex::new(reader)),
+            window,
         };
-        Ok((store, StoreCloser { jobs, writer }, loaded))
+        Ok((store, StoreCloser { jobs, writer }))
+    }
+
+    /// The channel `name` as it is on disk (its epoch, head and last
+    /// events), or `None` if it has no history. Blocks: call it off the
+    /// runtime. Every commit made before the call is seen.
+    pub(crate) fn load_channel(&self, name: &str) -> Result<Option<LoadedChannel>, Error> {
+        let reader = self.reader.lock().expect("store reader lock");
+        Ok(sqlite::load_channel(&reader, name, self.window)?)
+    }
+
+    /// How many channels have history on disk. Blocks.
+    pub(crate) fn n_channels(&self) -> Result<u64, Error> {
+        let reader = self.reader.lock().expect("store reader lock");
+        Ok(sqlite::n_channels(&reader)?)
     }
 
     /// Queues an event; `on_commit` runs on the writer thread once the event

@@ -87,34 +87,33 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     transaction.commit()
 }
 
-pub(super) fn load(connection: &Connection, window: usize) -> rusqlite::Result<Vec<LoadedChannel>> {
-    let mut channels = connection.prepare("SELECT name, epoch FROM channels ORDER BY name")?;
-    let names: Vec<(String, String)> = channels
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut loaded = Vec::with_capacity(names.len());
-    for (name, epoch) in names {
-        loaded.push(load_channel(connection, name, epoch, window)?);
-    }
-    Ok(loaded)
+/// A second connection, for reading only.
+pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "query_only", true)?;
+    Ok(connection)
 }
 
-/// One channel's head and the last `window` events.
-fn load_channel(
+/// One channel's epoch, head and last `window` events, if it has a row.
+pub(super) fn load_channel(
     connection: &Connection,
-    name: String,
-    epoch: String,
+    name: &str,
     window: usize,
-) -> rusqlite::Result<LoadedChannel> {
+) -> rusqlite::Result<Option<LoadedChannel>> {
+    let mut epoch = connection.prepare_cached("SELECT epoch FROM channels WHERE name = ?1")?;
+    let Some(epoch) = epoch
+        .query_row([name], |row| row.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
     let mut head = connection.prepare_cached("SELECT max(seq) FROM events WHERE channel = ?1")?;
     let mut recent = connection.prepare_cached(
         "SELECT seq, sender, send_id, body FROM events
          WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
-    let head: Option<i64> = head
-        .query_row([&name], |row| row.get(0))
-        .optional()?
-        .flatten();
+    let head: Option<i64> = head.query_row([name], |row| row.get(0))?;
     let mut events: Vec<StoredEvent> = recent
         .query_map(params![name, window as i64], |row| {
             let sender: Option<String> = row.get(1)?;
@@ -130,12 +129,17 @@ fn load_channel(
         })?
         .collect::<Result<_, _>>()?;
     events.reverse();
-    Ok(LoadedChannel {
-        name,
+    Ok(Some(LoadedChannel {
         epoch,
         head: head.unwrap_or(0) as u64,
         events,
-    })
+    }))
+}
+
+/// How many channels have a row.
+pub(super) fn n_channels(connection: &Connection) -> rusqlite::Result<u64> {
+    let n: i64 = connection.query_row("SELECT count(*) FROM channels", [], |row| row.get(0))?;
+    Ok(n as u64)
 }
 
 /// Writes `jobs` in one transaction. An event goes in with a plain

@@ -3,6 +3,7 @@
 //! test is about malformed requests).
 
 mod bad_input;
+mod channels;
 mod chat;
 mod connection;
 mod cors;

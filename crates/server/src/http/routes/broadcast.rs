@@ -9,10 +9,10 @@ use talk_protocol::{
     BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
 };
 
-use crate::command;
 use crate::http::error::ApiError;
 use crate::http::request::{ClientIp, JsonBody};
 use crate::http::{chat_answer, AppState};
+use crate::{command, hub};
 
 pub(crate) async fn broadcast(
     State(app): State<AppState>,
@@ -47,7 +47,15 @@ pub(crate) async fn answer(
                 None => ChannelName::default_channel(),
             };
             let asked_name = name.as_ref().map(|name| name.as_str().to_owned());
-            let started = app.hub.start_session(name, color, channel).await?;
+            let may_create = || {
+                app.limits
+                    .check_new_channel(None, address)
+                    .map_err(|retry_after| hub::Error::TooManyChannels { retry_after })
+            };
+            let started = app
+                .hub
+                .start_session(name, color, channel, &may_create)
+                .await?;
             let notice = match asked_name {
                 Some(asked) if started.name_was_taken => Some(format!(
                     "the name {asked} is taken; you are {} (try /nick)",
@@ -72,9 +80,16 @@ pub(crate) async fn answer(
                 .check_send(&session.token)
                 .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
             let id = SendId::parse(&id)?;
-            let answer =
-                command::execute(&app.hub, &session, &id, &text, app.config.max_message_chars)
-                    .await?;
+            let may_create = || {
+                app.limits
+                    .check_new_channel(Some(&session.token), address)
+                    .map_err(|retry_after| hub::Error::TooManyChannels { retry_after })
+            };
+            let limits = command::Limits {
+                max_chars: app.config.max_message_chars,
+                may_create: &may_create,
+            };
+            let answer = command::execute(&app.hub, &session, &id, &text, limits).await?;
             app.metrics
                 .send_seconds
                 .observe(started.elapsed().as_secs_f64());
