@@ -161,11 +161,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             address.to_string()
         };
-        // Tools and tests read this line to find the port.
-        println!("talk listening on http://{address} - chat at http://{page_host}/talk.html");
-        talk_server::run(listener, config, shutdown_signal())
+        let server = talk_server::Server::open(config)
             .await
-            .context("the server failed")
+            .context("the server cannot start")?;
+        // Tools and tests read this line to find the port, and take it to
+        // mean that the server serves: it is printed only once it can.
+        println!("talk listening on http://{address} - chat at http://{page_host}/talk.html");
+        server.serve(listener, shutdown_signal()).await;
+        Ok(())
     })
 }
 

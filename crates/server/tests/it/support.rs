@@ -15,7 +15,7 @@ pub(crate) struct TestServer {
     pub(crate) address: SocketAddr,
     pub(crate) api: Api,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), talk_server::Error>>>,
+    task: Option<JoinHandle<()>>,
     pub(crate) data: tempfile::TempDir,
 }
 
@@ -42,12 +42,15 @@ impl TestServer {
     /// Starts a server on the data folder of an earlier one.
     pub(crate) async fn start_in(mut config: Config, data: tempfile::TempDir) -> TestServer {
         config.data_dir = data.path().to_owned();
+        let server = talk_server::Server::open(config)
+            .await
+            .expect("the server opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a port");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(talk_server::run(listener, config, async {
+        let task = tokio::spawn(server.serve(listener, async {
             let _ = stopped.await;
         }));
         TestServer {
@@ -66,12 +69,7 @@ impl TestServer {
     /// Stops the server gracefully and waits for it; returns its data folder.
     pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.stop.take().unwrap().send(()).unwrap();
-        self.task
-            .take()
-            .unwrap()
-            .await
-            .unwrap()
-            .expect("the server ran");
+        self.task.take().unwrap().await.expect("the server ran");
         let data = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data, data)
     }
