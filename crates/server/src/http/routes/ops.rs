@@ -4,17 +4,39 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::AppState;
+use crate::http::{App, AppState};
+
+/// Why the server cannot take traffic now: `/healthz` answers 503 with it,
+/// so that a load balancer sends clients elsewhere.
+struct Unhealthy {
+    /// The `status` of the answer, a word for machines.
+    status: &'static str,
+    /// What is wrong, for people; `None` when the status says it all.
+    reason: Option<String>,
+}
+
+/// Checks, in turn, everything that keeps the server from taking traffic.
+/// A new check is one more `if` here.
+fn check_health(app: &App) -> Result<(), Unhealthy> {
+    if app.hub.is_shutting_down() {
+        return Err(Unhealthy {
+            status: "shutting_down",
+            reason: None,
+        });
+    }
+    Ok(())
+}
 
 pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
-    if app.hub.is_shutting_down() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "shutting_down"})),
-        )
-            .into_response()
-    } else {
-        axum::Json(serde_json::json!({"status": "ok"})).into_response()
+    match check_health(&app) {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(Unhealthy { status, reason }) => {
+            let mut body = serde_json::json!({ "status": status });
+            if let Some(reason) = reason {
+                body["reason"] = reason.into();
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        }
     }
 }
 
