@@ -55,6 +55,27 @@ pub struct Server {
     store_closer: store::StoreCloser,
 }
 
+/// Where a server takes its connections.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The chat (`/poll`, `/broadcast`), its page and assets, and
+    /// `/healthz`; `/metrics` too when there is no internal listener.
+    pub public: TcpListener,
+    /// For operators only: `/metrics` and `/healthz`, with no CORS headers.
+    /// When it is set, the public listener does not serve `/metrics`.
+    pub internal: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    /// The public listener alone.
+    fn from(public: TcpListener) -> Self {
+        Listeners {
+            public,
+            internal: None,
+        }
+    }
+}
+
 impl Server {
     /// Checks `config`, creates the data folder if it is missing, opens the
     /// history store and loads each channel's recent history.
@@ -94,10 +115,15 @@ impl Server {
         })
     }
 
-    /// Serves the chat on `listener` until `shutdown` resolves, then
-    /// answers every held poll with a reconnect hint, lets answers finish,
-    /// commits the history and returns.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+    /// Serves the chat on `listeners` (a `TcpListener` alone is the public
+    /// one) until `shutdown` resolves, then answers every held poll with a
+    /// reconnect hint, lets answers finish, commits the history and returns.
+    pub async fn serve(
+        self,
+        listeners: impl Into<Listeners>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let Listeners { public, internal } = listeners.into();
         let Server {
             config,
             hub,
@@ -121,9 +147,15 @@ impl Server {
             tracing::info!("shutting down: answering held polls");
             hub.begin_shutdown();
         };
-        let router = http::router(app.clone());
+        let metrics_on = match internal {
+            Some(_) => http::MetricsOn::Internal,
+            None => http::MetricsOn::Public,
+        };
+        let router = http::router(app.clone(), metrics_on);
+        let internal = internal.map(|listener| (listener, http::internal_router(app.clone())));
         let connections = listener::serve(
-            listener,
+            public,
+            internal,
             app,
             router,
             metrics,

@@ -1,7 +1,8 @@
 //! The server as a process: `kill -9` loses no acknowledged message,
 //! SIGTERM releases held polls and exits 0, running out of file
-//! descriptors neither spins nor wedges the server, and a start that fails
-//! says why and never claims to listen.
+//! descriptors neither spins nor wedges the server, a start that fails
+//! says why and never claims to listen, and `--internal-listen` takes
+//! `/metrics` off the public listener.
 
 mod support;
 
@@ -270,4 +271,26 @@ fn r22_a_start_that_fails_exits_non_zero_and_never_says_it_listens() {
             && stderr.contains(&not_a_folder.display().to_string()),
         "the error does not say what is wrong: {stderr:?}"
     );
+}
+
+#[test]
+fn r22_internal_listen_serves_the_metrics_apart_from_the_chat() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        "127.0.0.1:0",
+        data.path(),
+        &["--internal-listen", "127.0.0.1:0"],
+    );
+    let internal = server
+        .internal_address
+        .expect("the line says where the metrics are");
+    assert_ne!(internal, server.address);
+    runtime().block_on(async {
+        let status = |url: String| async move { reqwest::get(url).await.unwrap().status() };
+        assert_eq!(status(format!("http://{internal}/metrics")).await, 200);
+        assert_eq!(status(format!("http://{internal}/healthz")).await, 200);
+        assert_eq!(status(server.url() + "/metrics").await, 404);
+        assert_eq!(status(server.url() + "/healthz").await, 200);
+        assert_eq!(status(server.url() + "/talk.html").await, 200);
+    });
 }
