@@ -23,7 +23,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALK_INTERNAL_LISTEN")]
     internal_listen: Option<SocketAddr>,
 
-    /// The folder of the history store (created if missing).
+    /// The folder of the history store (created if missing, readable by its
+    /// owner only).
     #[arg(long, env = "TALK_DATA", default_value = "talk-data")]
     data: PathBuf,
 

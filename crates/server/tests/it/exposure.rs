@@ -1,5 +1,12 @@
 //! What the server shows to whom: `/metrics` to operators only (on the
-//! internal listener when there is one, never to pages on other origins).
+//! internal listener when there is one, never to pages on other origins),
+//! and the history on disk to its owner only.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use talk_client::Api;
+use tokio::sync::oneshot;
 
 use crate::support::{code, test_config, TestServer};
 
@@ -88,4 +95,41 @@ async fn r22_an_internal_listener_serves_the_metrics_and_the_public_one_no_longe
     assert_eq!(code(&json), "not_found");
     let health = get_from(&server.url("/healthz"), PAGE).await;
     assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn r22_the_data_folder_and_database_are_readable_by_their_owner_only() {
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("fresh").join("talk-data");
+    let config = talk_server::Config {
+        data_dir: data_dir.clone(),
+        ..test_config()
+    };
+    let server = talk_server::Server::open(config).await.expect("opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = Api::new(&format!("http://{}", listener.local_addr().unwrap()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    // A committed message: the WAL and its index exist while the server runs.
+    let ada = api.start(Some("ada"), None, None).await.unwrap();
+    api.send(&ada.token, "m1", "hello").await.unwrap();
+
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data_dir), 0o700, "the data folder");
+    for file in ["talk.sqlite3", "talk.sqlite3-wal", "talk.sqlite3-shm"] {
+        assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }
