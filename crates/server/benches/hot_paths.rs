@@ -2,7 +2,7 @@
 //! once, splicing encoded events into an answer, waking N held polls with
 //! one message, and reading history from a cursor behind the head.
 //!
-//! The last two go through the real server (`talk_server::run` on a
+//! The last two go through the real server (`talk_server::Server` on a
 //! loopback port, in this process) and the client library, so they measure
 //! what a poll costs end to end, HTTP included; `talk bench` measures the
 //! same under load from another process.
@@ -86,7 +86,7 @@ struct LocalServer {
     url: String,
     _data: tempfile::TempDir,
     stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<Result<(), talk_server::Error>>,
+    running: tokio::task::JoinHandle<()>,
 }
 
 impl LocalServer {
@@ -107,9 +107,10 @@ fn start_server(runtime: &Runtime) -> LocalServer {
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (url, running) = runtime.block_on(async {
+        let server = talk_server::Server::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let running = tokio::spawn(talk_server::run(listener, config, async {
+        let running = tokio::spawn(server.serve(listener, async {
             let _ = stopped.await;
         }));
         (url, running)

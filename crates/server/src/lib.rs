@@ -1,7 +1,10 @@
 //! The talk server: real-time chat over HTTP long-polling.
 //!
-//! `run` takes a bound listener, a `Config` and a shutdown signal, and serves
-//! until the signal fires. See `ARCHITECTURE.md` for the map of the modules.
+//! Starting a server takes two steps: `Server::open` checks the `Config`
+//! and opens the history store, and `Server::serve` serves the chat on
+//! bound listeners until a shutdown signal fires. A binary announces that
+//! it serves only once `open` succeeded. See `ARCHITECTURE.md` for the map
+//! of the modules.
 
 mod command;
 mod config;
@@ -40,85 +43,146 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-/// Serves the chat on `listener` until `shutdown` resolves, then answers
-/// every held poll with a reconnect hint, lets answers finish, commits the
-/// history and returns.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), Error> {
-    config.validate()?;
-    let data_dir = config.data_dir.clone();
-    let window = config.history_window;
-    let metrics = Arc::new(metrics::Metrics::new());
-    let store_metrics = metrics.store.clone();
-    let faults = config.store_faults.clone();
-    let (store, store_closer) = tokio::task::spawn_blocking(move || {
-        store::Store::open(&data_dir, window, store_metrics, faults)
-    })
-    .await
-    .expect("opening the store does not panic")?;
-    let counting = store.clone();
-    let n_channels = tokio::task::spawn_blocking(move || counting.n_channels())
-        .await
-        .expect("counting channels does not panic")?;
-    if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-        metrics.open_files_limit.set(limit.0 as i64);
-    }
-    let settings = hub::HubSettings {
-        history_window: config.history_window,
-        history_on_join: config.history_on_join,
-        presence_limit: config.presence_limit,
-        session_grace: config.session_grace,
-        channel_idle: config.channel_idle,
-        max_channels: config.max_channels,
-    };
-    let hub = Arc::new(hub::Hub::new(settings, store, metrics.clone()));
-    let limits = Arc::new(limits::Limits::new(&config));
-    let config = Arc::new(config);
-    tracing::info!(channels = n_channels, data = %config.data_dir.display(), "history store open");
+/// A server whose settings are checked and whose history store is open:
+/// nothing is left that could keep it from serving.
+///
+/// Opening and serving are two steps so that the caller learns whether the
+/// server can start before it says that it does (the binary prints where
+/// it listens only then), and sees a start that fails as an error, not as
+/// a server that ends at once.
+pub struct Server {
+    config: Arc<Config>,
+    hub: Arc<hub::Hub>,
+    limits: Arc<limits::Limits>,
+    metrics: Arc<metrics::Metrics>,
+    store_closer: store::StoreCloser,
+}
 
-    let reaper = tokio::spawn(end_expired_sessions(
-        hub.clone(),
-        limits.clone(),
-        config.clone(),
-    ));
-    let app = http::AppState::new(http::App {
-        hub: hub.clone(),
-        config: config.clone(),
-        limits,
-        metrics: metrics.clone(),
-    });
-    let router = http::router(app.clone());
-    let stop = async {
-        shutdown.await;
-        tracing::info!("shutting down: answering held polls");
-        hub.begin_shutdown();
-    };
-    let connections = listener::serve(
-        listener,
-        app,
-        router,
-        metrics,
-        config.header_read_timeout,
-        stop,
-    )
-    .await;
-    if tokio::time::timeout(config.shutdown_grace, connections.shutdown())
+/// Where a server takes its connections.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The chat (`/poll`, `/broadcast`), its page and assets, and
+    /// `/healthz`; `/metrics` too when there is no internal listener.
+    pub public: TcpListener,
+    /// For operators only: `/metrics` and `/healthz`, with no CORS headers.
+    /// When it is set, the public listener does not serve `/metrics`.
+    pub internal: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    /// The public listener alone.
+    fn from(public: TcpListener) -> Self {
+        Listeners {
+            public,
+            internal: None,
+        }
+    }
+}
+
+impl Server {
+    /// Checks `config`, creates the data folder if it is missing, and opens
+    /// the history store (channels are loaded when they are first used).
+    pub async fn open(config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let window = config.history_window;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let store_metrics = metrics.store.clone();
+        let faults = config.store_faults.clone();
+        let (store, store_closer) = tokio::task::spawn_blocking(move || {
+            store::Store::open(&data_dir, window, store_metrics, faults)
+        })
         .await
-        .is_err()
-    {
-        tracing::warn!("some connections were still open after the shutdown grace period");
+        .expect("opening the store does not panic")?;
+        let counting = store.clone();
+        let n_channels = tokio::task::spawn_blocking(move || counting.n_channels())
+            .await
+            .expect("counting channels does not panic")?;
+        if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            metrics.open_files_limit.set(limit.0 as i64);
+        }
+        let settings = hub::HubSettings {
+            history_window: config.history_window,
+            history_on_join: config.history_on_join,
+            presence_limit: config.presence_limit,
+            session_grace: config.session_grace,
+            channel_idle: config.channel_idle,
+            max_channels: config.max_channels,
+        };
+        let hub = Arc::new(hub::Hub::new(settings, store, metrics.clone()));
+        let limits = Arc::new(limits::Limits::new(&config));
+        tracing::info!(channels = n_channels, data = %config.data_dir.display(), "history store open");
+        Ok(Server {
+            config: Arc::new(config),
+            hub,
+            limits,
+            metrics,
+            store_closer,
+        })
     }
-    reaper.abort();
-    match tokio::task::spawn_blocking(move || store_closer.close()).await {
-        Ok(()) => tracing::info!("history committed; goodbye"),
-        // The runtime is going away under us (its owner dropped it): the
-        // writer thread still commits what was queued before it ends.
-        Err(error) => tracing::warn!(%error, "could not wait for the history store to close"),
+
+    /// Serves the chat on `listeners` (a `TcpListener` alone is the public
+    /// one) until `shutdown` resolves, then answers every held poll with a
+    /// reconnect hint, lets answers finish, commits the history and returns.
+    pub async fn serve(
+        self,
+        listeners: impl Into<Listeners>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let Listeners { public, internal } = listeners.into();
+        let Server {
+            config,
+            hub,
+            limits,
+            metrics,
+            store_closer,
+        } = self;
+        let reaper = tokio::spawn(end_expired_sessions(
+            hub.clone(),
+            limits.clone(),
+            config.clone(),
+        ));
+        let app = http::AppState::new(http::App {
+            hub: hub.clone(),
+            config: config.clone(),
+            limits,
+            metrics: metrics.clone(),
+        });
+        let stop = async {
+            shutdown.await;
+            tracing::info!("shutting down: answering held polls");
+            hub.begin_shutdown();
+        };
+        let metrics_on = match internal {
+            Some(_) => http::MetricsOn::Internal,
+            None => http::MetricsOn::Public,
+        };
+        let router = http::router(app.clone(), metrics_on);
+        let internal = internal.map(|listener| (listener, http::internal_router(app.clone())));
+        let connections = listener::serve(
+            public,
+            internal,
+            app,
+            router,
+            metrics,
+            config.header_read_timeout,
+            stop,
+        )
+        .await;
+        if tokio::time::timeout(config.shutdown_grace, connections.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections were still open after the shutdown grace period");
+        }
+        reaper.abort();
+        match tokio::task::spawn_blocking(move || store_closer.close()).await {
+            Ok(()) => tracing::info!("history committed; goodbye"),
+            // The runtime is going away under us (its owner dropped it): the
+            // writer thread still commits what was queued before it ends.
+            Err(error) => tracing::warn!(%error, "could not wait for the history store to close"),
+        }
     }
-    Ok(())
 }
 
 /// Ends sessions that stopped polling, and lets idle channels leave

@@ -17,7 +17,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALK_LISTEN", default_value = "0.0.0.0:8000")]
     listen: SocketAddr,
 
-    /// The folder of the history store (created if missing).
+    /// An address for operators, e.g. 127.0.0.1:9100, that serves /metrics
+    /// and /healthz only; with it, /metrics is no longer served on --listen.
+    /// Keep it where only your monitoring can reach it.
+    #[arg(long, env = "TALK_INTERNAL_LISTEN")]
+    internal_listen: Option<SocketAddr>,
+
+    /// The folder of the history store (created if missing, readable by its
+    /// owner only).
     #[arg(long, env = "TALK_DATA", default_value = "talk-data")]
     data: PathBuf,
 
@@ -187,11 +194,37 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             address.to_string()
         };
-        // Tools and tests read this line to find the port.
-        println!("talk listening on http://{address} - chat at http://{page_host}/talk.html");
-        talk_server::run(listener, config, shutdown_signal())
+        let internal = match args.internal_listen {
+            Some(internal) => Some(
+                tokio::net::TcpListener::bind(internal)
+                    .await
+                    .with_context(|| format!("cannot listen on {internal}"))?,
+            ),
+            None => None,
+        };
+        let metrics_at = match &internal {
+            Some(internal) => {
+                let internal = internal
+                    .local_addr()
+                    .context("reading the internal listening address")?;
+                format!(" - metrics at http://{internal}/metrics")
+            }
+            None => String::new(),
+        };
+        let server = talk_server::Server::open(config)
             .await
-            .context("the server failed")
+            .context("the server cannot start")?;
+        // Tools and tests read this line to find the ports, and take it to
+        // mean that the server serves: it is printed only once it can.
+        println!(
+            "talk listening on http://{address} - chat at http://{page_host}/talk.html{metrics_at}"
+        );
+        let listeners = talk_server::Listeners {
+            public: listener,
+            internal,
+        };
+        server.serve(listeners, shutdown_signal()).await;
+        Ok(())
     })
 }
 

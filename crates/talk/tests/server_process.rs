@@ -1,12 +1,15 @@
 //! The server as a process: `kill -9` loses no acknowledged message,
-//! SIGTERM releases held polls and exits 0, and running out of file
-//! descriptors neither spins nor wedges the server.
+//! SIGTERM releases held polls and exits 0, running out of file
+//! descriptors neither spins nor wedges the server, a start that fails
+//! says why and never claims to listen, and `--internal-listen` takes
+//! `/metrics` off the public listener.
 
 mod support;
 
 use std::collections::HashSet;
-use std::process::Command;
-use std::time::Duration;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use support::ServerProcess;
 use talk_client::protocol::{Event, PollRequest};
@@ -210,4 +213,84 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+// Issue 22, row 9: the line that says where the server listens was printed
+// before the history store was opened, so a start that failed announced
+// itself all the same.
+#[test]
+fn r22_a_start_that_fails_exits_non_zero_and_never_says_it_listens() {
+    let folder = tempfile::tempdir().unwrap();
+    let not_a_folder = folder.path().join("talk-data");
+    std::fs::write(&not_a_folder, "a file where the data folder should be").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_talk"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&not_a_folder)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting talk serve");
+    // The server must end by itself; one that serves instead is killed
+    // (by its PID, through `Child`) and fails the test.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("talk serve kept running on a data folder that is a file");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "exited with {status}");
+    assert!(
+        !stdout.contains("listening"),
+        "a server that cannot start said it listens: {stdout:?}"
+    );
+    assert!(
+        stderr.contains("cannot create the data folder")
+            && stderr.contains(&not_a_folder.display().to_string()),
+        "the error does not say what is wrong: {stderr:?}"
+    );
+}
+
+#[test]
+fn r22_internal_listen_serves_the_metrics_apart_from_the_chat() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        "127.0.0.1:0",
+        data.path(),
+        &["--internal-listen", "127.0.0.1:0"],
+    );
+    let internal = server
+        .internal_address
+        .expect("the line says where the metrics are");
+    assert_ne!(internal, server.address);
+    runtime().block_on(async {
+        let status = |url: String| async move { reqwest::get(url).await.unwrap().status() };
+        assert_eq!(status(format!("http://{internal}/metrics")).await, 200);
+        assert_eq!(status(format!("http://{internal}/healthz")).await, 200);
+        assert_eq!(status(server.url() + "/metrics").await, 404);
+        assert_eq!(status(server.url() + "/healthz").await, 200);
+        assert_eq!(status(server.url() + "/talk.html").await, 200);
+    });
 }

@@ -1,5 +1,6 @@
 //! House rules that a compiler does not check: every Rust file of the
-//! workspace starts with a `//!` comment saying what it owns.
+//! workspace starts with a `//!` comment saying what it owns, and the
+//! README's install command installs the `talk` command.
 
 use std::path::{Path, PathBuf};
 
@@ -36,5 +37,30 @@ fn every_rust_file_says_what_it_owns() {
     assert!(
         undocumented.is_empty(),
         "files without a //! header: {undocumented:?}"
+    );
+}
+
+// Issue 22, row 12: the README called `talk` without saying how to get it.
+#[test]
+fn r22_the_readme_says_how_to_put_talk_on_the_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let crate_path = readme
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("cargo install --path "))
+        .expect("the README has a `cargo install --path` line")
+        .split_whitespace()
+        .next()
+        .unwrap();
+    // The package there is the one whose binary is `talk`.
+    let manifest = std::fs::read_to_string(root.join(crate_path).join("Cargo.toml"))
+        .unwrap_or_else(|error| panic!("{crate_path}/Cargo.toml: {error}"));
+    assert!(
+        manifest.contains("name = \"talk\"") && root.join(crate_path).join("src/main.rs").exists(),
+        "{crate_path} does not build the talk binary"
+    );
+    assert!(
+        readme.contains("target/release/talk"),
+        "the README says where cargo build --release puts talk"
     );
 }

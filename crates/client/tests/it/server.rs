@@ -30,20 +30,18 @@ pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     let data = tempfile::tempdir().expect("a temporary data folder");
     let mut config = test_config(&data);
     adjust(&mut config);
+    let server = talk_server::Server::open(config)
+        .await
+        .expect("the test server opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a loopback port");
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let stop = async {
-            // Resolves when the handle is dropped, too.
-            let _ = stopped.await;
-        };
-        talk_server::run(listener, config, stop)
-            .await
-            .expect("the test server runs");
-    });
+    tokio::spawn(server.serve(listener, async {
+        // Resolves when the handle is dropped, too.
+        let _ = stopped.await;
+    }));
     TestServer {
         url,
         _shutdown: shutdown,

@@ -399,11 +399,16 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
         // No length (hyper reads an empty body) or too long (hyper answers 413).
         _ => return Some(Head::Other),
     };
+    let origin = cors::check_origin(&config.allow_origins, origin);
+    if origin == OriginCheck::Refused {
+        // The router writes the refusal (see `cors::grant_refusal`).
+        return Some(Head::Other);
+    }
     Some(Head::Chat(ChatHead {
         route,
         head_len,
         body_len,
-        origin: cors::check_origin(&config.allow_origins, origin),
+        origin,
         forwarded_ip: forwarded,
         close,
     }))
@@ -416,9 +421,6 @@ enum ChatRequest {
 }
 
 fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError> {
-    if head.origin == OriginCheck::Refused {
-        return Err(ApiError::OriginNotAllowed);
-    }
     Ok(match head.route {
         ChatRoute::Poll => ChatRequest::Poll(decode_json(body)?),
         ChatRoute::Broadcast => ChatRequest::Broadcast(decode_json(body)?),
@@ -636,7 +638,8 @@ mod tests {
     }
 
     /// Checks what `parse_head` reads from a `POST /poll` head with these
-    /// header lines: `(origin check, forwarded address, close)`.
+    /// header lines: `(origin check, forwarded address, close)`; a refused
+    /// origin's request goes to the router.
     fn check_head(header_lines: &str, expected: (OriginCheck, Option<IpAddr>, bool)) {
         let config = Config {
             allow_origins: vec!["https://chat.example".into()],
@@ -644,7 +647,12 @@ mod tests {
             ..Config::default()
         };
         let head = format!("POST /poll HTTP/1.1\r\n{header_lines}content-length: 2\r\n\r\n");
-        let Some(Head::Chat(chat)) = parse_head(head.as_bytes(), &config) else {
+        let parsed = parse_head(head.as_bytes(), &config);
+        if expected.0 == OriginCheck::Refused {
+            assert_eq!(parsed, Some(Head::Other), "{header_lines:?}");
+            return;
+        }
+        let Some(Head::Chat(chat)) = parsed else {
             panic!("{header_lines:?} is not a chat head");
         };
         assert_eq!(

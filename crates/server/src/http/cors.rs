@@ -5,7 +5,7 @@
 //! A simple request reaches the server whatever its origin, so the
 //! allow-list is enforced here too, not left to the browser.
 
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The CORS layer for every answer, errors included.
@@ -30,6 +30,22 @@ pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
 /// Whether a request from `origin` may use the chat.
 pub(crate) fn origin_allowed(allow_origins: &[String], origin: Option<&HeaderValue>) -> bool {
     check_origin(allow_origins, origin.map(HeaderValue::as_bytes)) != OriginCheck::Refused
+}
+
+/// Lets the page a `403 origin_not_allowed` refuses read that refusal, so
+/// that it can say the chat is not available there instead of retrying.
+///
+/// Granting this one answer to an origin off the allow-list is safe: the
+/// refused request did nothing (it is refused before its body is read),
+/// the answer holds only the fixed code and message that anyone can get
+/// with curl, and the chat uses no cookies or other credentials (no
+/// `access-control-allow-credentials`), so nothing of the visitor's is
+/// revealed. The page learns only that it is refused. Every other answer
+/// to that origin still grants nothing, and the request goes to the router
+/// (see `connection::parse_head`), so this is the one place that writes it;
+/// the layer adds `vary: origin` to it as to every answer.
+pub(crate) fn grant_refusal(headers: &mut HeaderMap, origin: &HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
 }
 
 /// What the allow-list says of a request's `Origin`.
@@ -61,7 +77,8 @@ pub(crate) fn check_origin(allow_origins: &[String], origin: Option<&[u8]>) -> O
 }
 
 /// Writes the CORS header lines of a chat answer, the same ones the layer
-/// adds to answers made by the router.
+/// adds to answers made by the router. A refused origin's request never
+/// gets here: the router answers it, with `grant_refusal`.
 pub(crate) fn write_answer_headers(
     out: &mut Vec<u8>,
     allow_origins: &[String],

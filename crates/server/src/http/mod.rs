@@ -81,12 +81,21 @@ pub(crate) const CHAT_HEADERS: [(&str, &str); 3] = [
     ("x-accel-buffering", "no"),
 ];
 
-/// The whole HTTP API.
+/// Which listener serves `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetricsOn {
+    /// The public one, as no internal listener is set.
+    Public,
+    /// The internal one only: on the public listener it is an unknown path.
+    Internal,
+}
+
+/// The whole HTTP API of the public listener.
 ///
 /// Deliberately thin on middleware: every layer runs for every poll, and
 /// per-request boxing showed in fan-out profiles. The origin check and the
 /// error count happen where the request is read and the answer made.
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState, metrics_on: MetricsOn) -> Router {
     let chat = Router::new()
         .route("/poll", post(routes::poll::poll))
         .route("/broadcast", post(routes::broadcast::broadcast));
@@ -94,17 +103,37 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(routes::assets::home))
         .route("/{name}", get(routes::assets::asset))
         .layer(CompressionLayer::new());
-    let ops = Router::new()
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/metrics", get(routes::ops::metrics));
-    Router::new()
+    let with_cors = Router::new()
         .merge(chat)
-        .merge(ops)
+        .route("/healthz", get(routes::ops::healthz))
         .merge(assets)
         .fallback(|State(app): State<AppState>| async move { app.error_answer(ApiError::NotFound) })
-        .method_not_allowed_fallback(|State(app): State<AppState>| async move {
-            app.error_answer(ApiError::MethodNotAllowed)
-        })
-        .layer(cors::layer(&state.config.allow_origins))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors::layer(&state.config.allow_origins));
+    // Merged after the CORS layer, which does not reach it: the metrics
+    // tell how busy the server is and what fails, which no page on another
+    // origin has any business reading.
+    let router = match metrics_on {
+        MetricsOn::Public => with_cors.merge(
+            Router::new()
+                .route("/metrics", get(routes::ops::metrics))
+                .method_not_allowed_fallback(method_not_allowed),
+        ),
+        MetricsOn::Internal => with_cors,
+    };
+    router.with_state(state)
+}
+
+/// The API of the internal listener, for operators: `/metrics` and
+/// `/healthz`, without CORS (no page is meant to read them), and axum's
+/// bare 404 and 405 for anything else, as no chat client comes here.
+pub(crate) fn internal_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
         .with_state(state)
+}
+
+async fn method_not_allowed(State(app): State<AppState>) -> Response {
+    app.error_answer(ApiError::MethodNotAllowed)
 }

@@ -20,6 +20,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let origin = request.headers().get(header::ORIGIN);
+        if !super::cors::origin_allowed(&state.config.allow_origins, origin) {
+            let mut refusal = state.error_answer(ApiError::OriginNotAllowed);
+            if let Some(origin) = origin {
+                super::cors::grant_refusal(refusal.headers_mut(), origin);
+            }
+            return Err(refusal);
+        }
         read_json(request, state)
             .await
             .map(JsonBody)
@@ -27,15 +35,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// Reads a chat request: from an allowed origin, within the size limit,
+/// Reads a chat request from an allowed origin: within the size limit,
 /// JSON of the protocol's version.
 async fn read_json<T: DeserializeOwned>(request: Request, state: &AppState) -> Result<T, ApiError> {
-    if !super::cors::origin_allowed(
-        &state.config.allow_origins,
-        request.headers().get(header::ORIGIN),
-    ) {
-        return Err(ApiError::OriginNotAllowed);
-    }
     let max = state.config.max_body_bytes;
     let declared = request
         .headers()

@@ -37,6 +37,14 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The database file could not be created.
+    #[error("cannot create the history database {path}: {source}")]
+    CreateDatabase {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// SQLite refused an operation.
     #[error("the history store failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -155,7 +163,14 @@ impl Store {
         metrics: StoreMetrics,
         faults: Option<faults::StoreFaults>,
     ) -> Result<(Store, StoreCloser), Error> {
-        std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
+        // The history is the chat's, not the machine's other users': the
+        // folder is made readable by its owner only (and so is the
+        // database, in `sqlite::open`). A folder that exists is left as it is.
+        let mut folder = std::fs::DirBuilder::new();
+        folder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+        folder.create(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.to_owned(),
             source,
         })?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Job, LoadedChannel, SendKey, StoredEvent};
+use super::{Error, Job, LoadedChannel, SendKey, StoredEvent};
 
 /// The schema this code writes, kept in SQLite's `user_version`.
 ///
@@ -20,7 +20,19 @@ use super::{Job, LoadedChannel, SendKey, StoredEvent};
 ///    channel with events has its row.
 const SCHEMA_VERSION: i64 = 1;
 
-pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
+pub(super) fn open(path: &Path) -> Result<Connection, Error> {
+    // Created empty (which SQLite takes as a new database) and readable by
+    // its owner only before SQLite opens it: SQLite gives the `-wal` and
+    // `-shm` files it makes beside it the database file's mode. A database
+    // that exists keeps its mode.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(path).map_err(|source| Error::CreateDatabase {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut connection = Connection::open(path)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;

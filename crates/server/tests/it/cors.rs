@@ -103,9 +103,87 @@ async fn an_allow_list_refuses_other_origins() {
     )
     .await;
     assert_eq!(refused.status().as_u16(), 403);
-    assert!(!refused
-        .headers()
-        .contains_key("access-control-allow-origin"));
     let json: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(code(&json), "origin_not_allowed");
+}
+
+/// A request from `origin` to `path` whose body comes in chunks, with no
+/// `Content-Length`: the connection layer hands it to the router.
+async fn chunked_post_from(
+    server: &TestServer,
+    origin: &str,
+    path: &str,
+    body: &str,
+) -> reqwest::Response {
+    let chunks = futures::stream::iter([Ok::<_, std::io::Error>(body.as_bytes().to_vec())]);
+    reqwest::Client::new()
+        .post(server.url(path))
+        .header("origin", origin)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap()
+}
+
+// Issue 22, row 11: the 403 carried no CORS header, so the page it refused
+// could not read why, and the widget retried for ever.
+#[tokio::test]
+async fn r22_a_refused_page_can_read_its_refusal_and_nothing_else() {
+    let server = TestServer::start_with(talk_server::Config {
+        allow_origins: vec![ORIGIN.to_owned()],
+        ..test_config()
+    })
+    .await;
+    let evil = "http://evil.example";
+    let bodies = [
+        ("/broadcast", r#"{"op":"start"}"#),
+        ("/poll", r#"{"token":"00000000000000000000000000000000"}"#),
+    ];
+    for (path, body) in bodies {
+        // Both fronts: the connection layer's (a body with its length) and
+        // the router's (a chunked body).
+        for (front, refused) in [
+            ("direct", post_from(&server, evil, path, body).await),
+            ("router", chunked_post_from(&server, evil, path, body).await),
+        ] {
+            let what = format!("{path} ({front})");
+            assert_eq!(refused.status().as_u16(), 403, "{what}");
+            let headers = refused.headers();
+            assert_eq!(headers["access-control-allow-origin"], evil, "{what}");
+            assert!(
+                headers
+                    .get_all("vary")
+                    .iter()
+                    .any(|vary| vary.to_str().unwrap().contains("origin")),
+                "{what}: {headers:?}"
+            );
+            assert!(
+                !headers.contains_key("access-control-allow-credentials"),
+                "{what}"
+            );
+            let json: serde_json::Value = refused.json().await.unwrap();
+            assert_eq!(code(&json), "origin_not_allowed", "{what}");
+        }
+    }
+    // Every other answer to that origin still grants it nothing.
+    let asset = reqwest::Client::new()
+        .get(server.url("/talk.js"))
+        .header("origin", evil)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status().as_u16(), 200);
+    assert!(!asset.headers().contains_key("access-control-allow-origin"));
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, server.url("/broadcast"))
+        .header("origin", evil)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(!preflight
+        .headers()
+        .contains_key("access-control-allow-origin"));
 }

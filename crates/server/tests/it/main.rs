@@ -8,6 +8,7 @@ mod chat;
 mod connection;
 mod cors;
 mod delivery;
+mod exposure;
 mod fuzz_seeds;
 mod ops;
 mod store_faults;

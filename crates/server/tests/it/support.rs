@@ -13,9 +13,11 @@ use tokio::task::JoinHandle;
 /// Dropping it stops the server.
 pub(crate) struct TestServer {
     pub(crate) address: SocketAddr,
+    /// The internal listener's address, for servers started with one.
+    pub(crate) internal_address: Option<SocketAddr>,
     pub(crate) api: Api,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), talk_server::Error>>>,
+    task: Option<JoinHandle<()>>,
     pub(crate) data: tempfile::TempDir,
 }
 
@@ -40,18 +42,40 @@ impl TestServer {
     }
 
     /// Starts a server on the data folder of an earlier one.
-    pub(crate) async fn start_in(mut config: Config, data: tempfile::TempDir) -> TestServer {
+    pub(crate) async fn start_in(config: Config, data: tempfile::TempDir) -> TestServer {
+        Self::start_on(config, data, false).await
+    }
+
+    /// Starts a server with an internal listener for operators, too.
+    pub(crate) async fn start_with_internal_listener(config: Config) -> TestServer {
+        let data = tempfile::tempdir().expect("a temp dir");
+        Self::start_on(config, data, true).await
+    }
+
+    async fn start_on(mut config: Config, data: tempfile::TempDir, internal: bool) -> TestServer {
         config.data_dir = data.path().to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let server = talk_server::Server::open(config)
             .await
-            .expect("binding a port");
+            .expect("the server opens");
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        let listener = bind().await.expect("binding a port");
         let address = listener.local_addr().unwrap();
+        let internal = match internal {
+            true => Some(bind().await.expect("binding a port")),
+            false => None,
+        };
+        let internal_address = internal.as_ref().map(|l| l.local_addr().unwrap());
+        let listeners = talk_server::Listeners {
+            public: listener,
+            internal,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(talk_server::run(listener, config, async {
+        let task = tokio::spawn(server.serve(listeners, async {
             let _ = stopped.await;
         }));
         TestServer {
             address,
+            internal_address,
             api: Api::new(&format!("http://{address}")),
             stop: Some(stop),
             task: Some(task),
@@ -63,15 +87,18 @@ impl TestServer {
         format!("http://{}{path}", self.address)
     }
 
+    /// Where the server serves `/metrics`: its internal listener if it has one.
+    pub(crate) fn metrics_url(&self) -> String {
+        format!(
+            "http://{}/metrics",
+            self.internal_address.unwrap_or(self.address)
+        )
+    }
+
     /// Stops the server gracefully and waits for it; returns its data folder.
     pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.stop.take().unwrap().send(()).unwrap();
-        self.task
-            .take()
-            .unwrap()
-            .await
-            .unwrap()
-            .expect("the server ran");
+        self.task.take().unwrap().await.expect("the server ran");
         let data = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data, data)
     }
@@ -187,7 +214,7 @@ pub(crate) async fn wait_for_gauge(
 
 /// The value of the server's metric `name` (a gauge or counter without labels).
 pub(crate) async fn gauge(server: &TestServer, name: &str) -> i64 {
-    let text = reqwest::get(server.url("/metrics"))
+    let text = reqwest::get(server.metrics_url())
         .await
         .unwrap()
         .text()

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct ServerProcess {
     pub child: Child,
     pub address: SocketAddr,
+    /// The internal listener's address, when started with `--internal-listen`.
+    pub internal_address: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -45,7 +47,7 @@ impl ServerProcess {
         let mut child = command.spawn().expect("starting talk serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
+        let line = loop {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
                 _ => {
@@ -53,13 +55,24 @@ impl ServerProcess {
                     panic!("talk serve ended before saying where it listens");
                 }
             };
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if line.contains("listening on http://") {
+                break line;
             }
         };
+        let address_after = |label: &str| {
+            let rest = line.split(label).nth(1)?;
+            let address = rest.split(['/', ' ']).next()?;
+            Some(address.parse::<SocketAddr>().expect("an address"))
+        };
+        let address = address_after("listening on http://").expect("the address");
+        let internal_address = address_after("metrics at http://");
         // Keep draining stdout so that the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, address }
+        ServerProcess {
+            child,
+            address,
+            internal_address,
+        }
     }
 
     pub fn url(&self) -> String {

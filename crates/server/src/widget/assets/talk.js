@@ -237,9 +237,10 @@
           view.channel = null;
         }
         if (error.status === 403) {
-          setConn('error', error.message, 0);
-          await sleep(60000);
-          continue;
+          // This page's site is not on the server's allow-list: asking
+          // again cannot change that, so the chat stops here for good.
+          setConn('refused', error.message, 0);
+          return;
         }
         const delay = error.retryAfterMs || backoff(failures);
         const state = failures >= 6 ? 'offline' : conn.everConnected ? 'reconnecting' : 'connecting';
@@ -1001,7 +1002,7 @@
       connecting: 'Connecting…',
       reconnecting: 'Reconnecting…',
       offline: 'The chat server cannot be reached.',
-      error: 'The chat is not available here.',
+      refused: 'The chat is not available on this site.',
     };
     let countdown = null;
 
@@ -1056,13 +1057,17 @@
         wrap.setAttribute('data-state', state.state);
         clearInterval(countdown);
         const connected = state.state === 'connected';
+        const refused = state.state === 'refused';
         status.hidden = connected;
-        retry.hidden = connected || state.state === 'connecting' && !state.retryAt;
+        retry.hidden = connected || refused || state.state === 'connecting' && !state.retryAt;
+        // Nothing typed could be sent: say so where one would type.
+        input.disabled = refused;
+        sendButton.disabled = refused;
+        if (refused) input.placeholder = 'Chat is not available on this site';
         const render = () => {
           const seconds = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
           statusText.textContent = STATE_TEXT[state.state] || state.state;
-          if (state.state !== 'error' && state.retryAt && seconds > 0) statusText.textContent += ' Next try in ' + seconds + ' s.';
-          if (state.state === 'error' && state.detail) statusText.textContent += ' ' + state.detail;
+          if (!refused && state.retryAt && seconds > 0) statusText.textContent += ' Next try in ' + seconds + ' s.';
         };
         render();
         if (!connected && state.retryAt) countdown = setInterval(render, 1000);
