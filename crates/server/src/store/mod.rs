@@ -325,6 +325,15 @@ impl Writer {
     /// Commits a batch in one transaction, and reports each append.
     fn commit(&mut self, batch: Vec<Job>) {
         let refused: Vec<bool> = batch.iter().map(|job| self.is_refused(job)).collect();
+        if refused.iter().all(|refused| *refused) {
+            // Nothing to write, so nothing learnt of the disk either.
+            for job in batch {
+                if let Job::Append { on_commit, .. } = job {
+                    on_commit(Err(Error::EarlierCommitFailed));
+                }
+            }
+            return;
+        }
         self.apply_faults();
         let started = Instant::now();
         let written = batch
