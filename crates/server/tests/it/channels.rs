@@ -83,20 +83,8 @@ async fn r22_7_a_start_loads_no_channel_until_it_is_used() {
 
 #[tokio::test]
 async fn r22_7_creating_channels_is_limited_per_session_and_per_address() {
-    let server = TestServer::start_with(Config {
-        channel_create_rate: Some(Rate {
-            per_period: 10,
-            period: Duration::from_secs(60),
-            burst: 10,
-        }),
-        channel_create_rate_per_address: Some(Rate {
-            per_period: 30,
-            period: Duration::from_secs(60),
-            burst: 30,
-        }),
-        ..test_config()
-    })
-    .await;
+    // The default limits: 10 a minute per session, 30 per address.
+    let server = TestServer::start().await;
     let mut people = Vec::new();
     for name in ["ada", "bob", "carol", "dave"] {
         people.push(server.person(name).await);
