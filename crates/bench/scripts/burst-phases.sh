@@ -21,7 +21,7 @@ period_us=100
 data=$(mktemp -d)
 log=$(mktemp)
 samples=$(mktemp)
-taskset -c 0 "$server_bin" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 >"$log" 2>&1 &
+taskset -c 0 "$server_bin" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 --channel-rate 0 --channel-address-rate 0 >"$log" 2>&1 &
 server=$!
 bench=
 cleanup() {

@@ -36,7 +36,7 @@ count() {
     bench) bench_cmd=(valgrind --tool=callgrind --callgrind-out-file="$out" "$measured"); workers=0 ;;
   esac
   mkdir "$data"
-  "${server_cmd[@]}" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 >"$log" 2>&1 &
+  "${server_cmd[@]}" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 --channel-rate 0 --channel-address-rate 0 >"$log" 2>&1 &
   local server=$!
   trap "kill $server 2>/dev/null || true; wait $server 2>/dev/null || true" EXIT
   for _ in $(seq 300); do grep -q 'listening on' "$log" && break; sleep 0.1; done

@@ -12,7 +12,7 @@ pollers=${2:-5000}
 bench_bin=${TALK:-$server_bin}
 data=$(mktemp -d)
 log=$(mktemp)
-taskset -c 0 "$server_bin" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 >"$log" 2>&1 &
+taskset -c 0 "$server_bin" serve --listen 127.0.0.1:0 --data "$data" --session-rate 0 --send-rate 0 --channel-rate 0 --channel-address-rate 0 >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data" "$log"; }
 trap cleanup EXIT

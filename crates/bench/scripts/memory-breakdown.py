@@ -8,7 +8,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 TALK = sys.argv[2] if len(sys.argv) > 2 else "target/release/talk"
 data = tempfile.mkdtemp()
-srv = subprocess.Popen(["taskset","-c","1",TALK,"serve","--listen","127.0.0.1:0","--data",data,"--session-rate","0","--send-rate","0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+srv = subprocess.Popen(["taskset","-c","1",TALK,"serve","--listen","127.0.0.1:0","--data",data,"--session-rate","0","--send-rate","0","--channel-rate","0","--channel-address-rate","0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 while True:
     line = srv.stdout.readline()
     m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)

@@ -14,7 +14,7 @@ TALK=${TALK:-target/release/talk}
 # The server binary, when it is not the bench binary (to compare builds).
 SERVER_TALK=${SERVER_TALK:-$TALK}
 RESULTS=${RESULTS:-bench-results.jsonl}
-SERVER_FLAGS=${SERVER_FLAGS:---session-rate 0 --send-rate 0}
+SERVER_FLAGS=${SERVER_FLAGS:---session-rate 0 --send-rate 0 --channel-rate 0 --channel-address-rate 0}
 # A run leaves its pollers' ports on 127.0.0.2 (.3, … with more workers)
 # in TIME_WAIT for 60 s; a big run started meanwhile finds too few free
 # ports for its own and stalls in its ramp (seen at 19,000 pollers, back

@@ -13,7 +13,7 @@ use serde_json::Value;
 const TALK: &str = env!("CARGO_BIN_EXE_talk");
 
 /// A `talk serve` child process with the limits that would stop a bench
-/// (session starts and sends per second) switched off and a short poll
+/// (session starts, sends and new channels per minute) switched off and a short poll
 /// timeout, so held polls complete within a smoke run. Killed on drop.
 struct BenchServer {
     child: Child,
@@ -29,6 +29,10 @@ impl BenchServer {
                 "--session-rate",
                 "0",
                 "--send-rate",
+                "0",
+                "--channel-rate",
+                "0",
+                "--channel-address-rate",
                 "0",
                 "--poll-timeout",
                 "2",

@@ -40,6 +40,7 @@ impl ServerProcess {
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(["--session-rate", "0", "--send-rate", "0"])
+            .args(["--channel-rate", "0", "--channel-address-rate", "0"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
