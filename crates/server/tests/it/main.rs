@@ -9,4 +9,5 @@ mod cors;
 mod delivery;
 mod fuzz_seeds;
 mod ops;
+mod raw;
 mod support;
