@@ -89,15 +89,8 @@ pub async fn run(
         tracing::info!("shutting down: answering held polls");
         hub.begin_shutdown();
     };
-    let connections = listener::serve(
-        listener,
-        app,
-        router,
-        metrics,
-        config.header_read_timeout,
-        stop,
-    )
-    .await;
+    let connections =
+        listener::serve(listener, app, router, metrics, config.request_timeout, stop).await;
     if tokio::time::timeout(config.shutdown_grace, connections.shutdown())
         .await
         .is_err()

@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::connection::{self, Connections};
+use crate::http::{connection, Connections, RequestClock};
 use crate::metrics::Metrics;
 
 /// How long to wait before accepting again after an accept error.
@@ -47,20 +47,23 @@ pub(crate) async fn serve(
     app: crate::http::AppState,
     router: axum::Router,
     metrics: Arc<Metrics>,
-    header_read_timeout: Duration,
+    request_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) -> Open {
     let graceful = GracefulShutdown::new();
     let closing = CancellationToken::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+    // The connection layer holds requests to their deadline itself, from
+    // their first byte, whichever front reads them (`http::handover`).
+    http.timer(TokioTimer::new()).header_read_timeout(None);
     let connections = Arc::new(Connections {
         app,
         router,
         http,
-        header_read_timeout,
-        deadline_grid_origin: tokio::time::Instant::now(),
+        clock: RequestClock {
+            timeout: request_timeout,
+            origin: tokio::time::Instant::now(),
+        },
         closing: closing.clone(),
     });
     tokio::pin!(stop);

@@ -15,6 +15,11 @@
 //! parse — goes to hyper with the bytes read so far, and hyper serves the
 //! rest of the connection. The answers are the router's, so both paths
 //! answer alike.
+//!
+//! A request must arrive whole, head and body, within the request timeout
+//! of its first byte, whichever front ends up reading it: a connection
+//! handed over mid-request keeps the deadline this module started
+//! (`handover.rs`).
 
 use std::future::Future;
 use std::io;
@@ -25,29 +30,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
-use axum::Router;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
-use hyper_util::service::TowerToHyperService;
 use talk_protocol::{BroadcastRequest, PollRequest};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::cors::{self, OriginCheck};
 use super::error::ApiError;
+use super::handover::{self, HandedOver};
 use super::request::{decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::socket_sink::SocketSink;
-use super::AppState;
+use super::{AppState, Connections};
 use crate::config::Config;
 use crate::hub::{Polled, Waiter};
 
@@ -70,20 +69,6 @@ const MAX_HEADERS: usize = 32;
 /// How many bytes a client may send ahead while its poll is held (a
 /// pipelined request); more, and the connection is closed.
 const MAX_READ_AHEAD: usize = 64 * 1024;
-
-/// What every connection shares.
-pub(crate) struct Connections {
-    pub(crate) app: AppState,
-    /// Serves whatever this module hands over.
-    pub(crate) router: Router,
-    pub(crate) http: http1::Builder,
-    pub(crate) header_read_timeout: Duration,
-    /// Where the grid of long waits' deadlines starts (see [`Alarm`]).
-    pub(crate) deadline_grid_origin: Instant,
-    /// Cancelled when the server stops: idle connections close, busy ones
-    /// close after their answer.
-    pub(crate) closing: CancellationToken,
-}
 
 /// The two chat endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +95,6 @@ pub(crate) enum Head {
     Chat(ChatHead),
     /// A request for hyper and the router.
     Other,
-    /// The client closed the connection between requests.
-    Closed,
 }
 
 /// A chat answer, ready to be written.
@@ -194,39 +177,35 @@ pub(crate) async fn serve(
     // new wait would join (and leave) the token's list of waiters.
     let closing = connections.closing.clone().cancelled_owned();
     tokio::pin!(closing);
-    let timeout = connections.header_read_timeout;
-    let sleep = tokio::time::sleep(timeout);
+    let sleep = tokio::time::sleep(connections.clock.timeout);
     tokio::pin!(sleep);
     let mut alarm = Alarm {
         sleep,
-        grid_origin: connections.deadline_grid_origin,
+        grid_origin: connections.clock.origin,
     };
     loop {
-        let deadline = Instant::now() + timeout;
-        let head = tokio::select! {
-            _ = &mut closing => return,
-            // Too slow to send its head.
-            () = alarm.until(deadline) => return,
-            head = read_head(&mut stream, &mut pending, &connections) => head,
-        };
-        let head = match head {
-            Ok(Head::Chat(head)) => head,
-            Ok(Head::Other) => {
+        let next = read_request(
+            &mut stream,
+            &mut pending,
+            &mut alarm,
+            closing.as_mut(),
+            &connections,
+        )
+        .await;
+        let head = match next {
+            Next::Chat(head) => head,
+            Next::HandOver { deadline } => {
                 let Some(stream) = reunite(stream, waiter).await else {
                     return;
                 };
-                return hand_over(stream, pending, peer, &connections, watcher).await;
+                let deadline = connections.clock.deadline(deadline);
+                let handed_over = Arc::new(HandedOver::reading(deadline));
+                return handover::serve(stream, pending, handed_over, peer, &connections, watcher)
+                    .await;
             }
-            // Closed or failed.
-            Ok(Head::Closed) | Err(_) => return,
+            Next::End => return,
         };
         let request_len = head.head_len + head.body_len;
-        while pending.len() < request_len {
-            match read_some(&mut stream, &mut pending).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
         let request = decode_request(&head, &pending[head.head_len..request_len]);
         pending.drain(..request_len);
         if pending.is_empty() {
@@ -273,6 +252,82 @@ pub(crate) async fn serve(
     }
 }
 
+/// What reading the next request came to.
+enum Next {
+    /// A chat request, whole at the start of `pending`.
+    Chat(ChatHead),
+    /// A request for hyper and the router, begun in `pending`, which must
+    /// be whole by `deadline`.
+    HandOver { deadline: Instant },
+    /// The end of the connection: the client closed it, the request did
+    /// not arrive in time, no request came, or the server is stopping.
+    End,
+}
+
+/// Reads the next request: waits for its first byte, then reads it whole,
+/// within the request timeout of that byte. A request the client sent
+/// ahead (pipelined) starts its clock when its turn comes.
+async fn read_request(
+    stream: &mut OwnedReadHalf,
+    pending: &mut Vec<u8>,
+    alarm: &mut Alarm<'_>,
+    mut closing: Pin<&mut WaitForCancellationFutureOwned>,
+    connections: &Connections,
+) -> Next {
+    let timeout = connections.clock.timeout;
+    let mut began = !pending.is_empty();
+    // While nothing has arrived, the deadline of the wait for a request.
+    let mut deadline = Instant::now() + timeout;
+    let head = loop {
+        if began {
+            match parse_head(pending, &connections.app.config) {
+                Some(Head::Chat(head)) => break head,
+                Some(Head::Other) => return Next::HandOver { deadline },
+                None if pending.len() >= MAX_HEAD_BYTES => return Next::HandOver { deadline },
+                None => {}
+            }
+        }
+        // The deadline first: what arrives after it is too late, even if it
+        // is there to be read when this task gets to run.
+        let read = tokio::select! {
+            biased;
+            () = alarm.until(deadline) => {
+                if began {
+                    connections.app.metrics.request_timeouts.inc();
+                }
+                return Next::End;
+            }
+            _ = &mut closing => return Next::End,
+            read = read_some(stream, pending) => read,
+        };
+        match read {
+            // A request cut short by the client is not worth hyper's time.
+            Ok(0) | Err(_) => return Next::End,
+            Ok(_) => {}
+        }
+        if !began {
+            began = true;
+            deadline = Instant::now() + timeout;
+        }
+    };
+    let request_len = head.head_len + head.body_len;
+    while pending.len() < request_len {
+        let read = tokio::select! {
+            biased;
+            () = alarm.until(deadline) => {
+                connections.app.metrics.request_timeouts.inc();
+                return Next::End;
+            }
+            read = read_some(stream, pending) => read,
+        };
+        match read {
+            Ok(0) | Err(_) => return Next::End,
+            Ok(_) => {}
+        }
+    }
+    Next::Chat(head)
+}
+
 /// The connection whole again, to hand it to hyper: the waiter is this
 /// connection's alone between polls, but a publish on another thread may
 /// still hold it for a moment after writing its last answer.
@@ -287,59 +342,6 @@ async fn reunite(read: OwnedReadHalf, mut waiter: Arc<Waiter<SocketSink>>) -> Op
         }
     }
     None
-}
-
-/// Hands the connection to hyper, which reads `pending` first.
-async fn hand_over(
-    stream: TcpStream,
-    pending: Vec<u8>,
-    peer: SocketAddr,
-    connections: &Connections,
-    watcher: Watcher,
-) {
-    let service = connections.router.clone().map_request(
-        move |mut request: axum::extract::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            request
-        },
-    );
-    let io = TokioIo::new(Rewound {
-        read_first: pending,
-        position: 0,
-        stream,
-    });
-    let connection = connections
-        .http
-        .serve_connection(io, TowerToHyperService::new(service));
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%error, %peer, "connection ended with an error");
-    }
-}
-
-/// Reads until `pending` holds a whole request head, and says what it is.
-async fn read_head(
-    stream: &mut OwnedReadHalf,
-    pending: &mut Vec<u8>,
-    connections: &Connections,
-) -> io::Result<Head> {
-    loop {
-        if !pending.is_empty() {
-            match parse_head(pending, &connections.app.config) {
-                Some(head) => return Ok(head),
-                None if pending.len() >= MAX_HEAD_BYTES => return Ok(Head::Other),
-                None => {}
-            }
-        }
-        if read_some(stream, pending).await? == 0 {
-            return Ok(if pending.is_empty() {
-                Head::Closed
-            } else {
-                Head::Other
-            });
-        }
-    }
 }
 
 /// Parses the head in `bytes`: `None` while it is incomplete.
@@ -541,66 +543,6 @@ pub(super) fn encode_answer(
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&answer.json);
     out
-}
-
-/// A connection whose first bytes were already read: it gives them back
-/// before reading the socket again.
-struct Rewound {
-    read_first: Vec<u8>,
-    position: usize,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewound {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.position < this.read_first.len() {
-            let rest = &this.read_first[this.position..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.position += n;
-            if this.position == this.read_first.len() {
-                this.read_first = Vec::new();
-                this.position = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewound {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use super::connection::{encode_answer, ok_answer, Connections};
+use super::connection::{encode_answer, ok_answer};
 use super::cors::OriginCheck;
+use super::Connections;
 use crate::hub::{Deliver, Delivery, PollBody};
 
 /// A connection's write half, and what the answer to its held poll needs.

@@ -179,7 +179,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
 #[tokio::test]
 async fn the_head_timeout_cuts_off_only_a_silent_head() {
     let server = TestServer::start_with(talk_server::Config {
-        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
         ..test_config()
     })
     .await;
@@ -207,7 +207,7 @@ async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
     // The connection's one timer is set 60 s ahead for the head; a poll
     // held 200 ms must move it, not wait for it.
     let server = TestServer::start_with(talk_server::Config {
-        header_read_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
         ..test_config()
     })
     .await;

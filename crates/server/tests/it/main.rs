@@ -11,3 +11,4 @@ mod fuzz_seeds;
 mod ops;
 mod raw;
 mod support;
+mod timeouts;
