@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     pub(crate) errors: Family<ErrorLabels, Counter>,
     pub(crate) accept_errors: Counter,
     pub(crate) request_timeouts: Counter,
+    pub(crate) connections_closed_for_room: Counter,
     pub(crate) open_files_limit: Gauge,
     pub(crate) store: StoreMetrics,
 }
@@ -56,6 +57,7 @@ impl Metrics {
             errors: Family::default(),
             accept_errors: Counter::default(),
             request_timeouts: Counter::default(),
+            connections_closed_for_room: Counter::default(),
             open_files_limit: Gauge::default(),
             store: StoreMetrics {
                 commit_seconds: Histogram::new([
@@ -112,6 +114,11 @@ impl Metrics {
             "request_timeouts",
             "Requests cut off for not arriving whole within the request timeout of their first byte",
             metrics.request_timeouts.clone(),
+        );
+        registry.register(
+            "connections_closed_for_room",
+            "Connections stalled in a request, or idle, closed near the open-files limit to let new ones in",
+            metrics.connections_closed_for_room.clone(),
         );
         registry.register(
             "open_files_limit",

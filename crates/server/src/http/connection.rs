@@ -42,7 +42,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::cors::{self, OriginCheck};
 use super::error::ApiError;
-use super::handover::{self, HandedOver};
+use super::handover;
+use super::phase::{Activity, Phase};
+use super::registry::HandedOver;
 use super::request::{decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::socket_sink::SocketSink;
@@ -169,6 +171,7 @@ pub(crate) async fn serve(
     // that a publish can write their answers (see `socket_sink`).
     let (mut stream, write) = stream.into_split();
     let waiter = Arc::new(Waiter::new(SocketSink::new(write, connections.clone())));
+    let registration = connections.registry.register(&waiter);
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
     // The session of the last poll, to skip the token map's lock next time.
@@ -190,6 +193,7 @@ pub(crate) async fn serve(
             &mut alarm,
             closing.as_mut(),
             &connections,
+            &waiter.sink().phase,
         )
         .await;
         let head = match next {
@@ -200,6 +204,9 @@ pub(crate) async fn serve(
                 };
                 let deadline = connections.clock.deadline(deadline);
                 let handed_over = Arc::new(HandedOver::reading(deadline));
+                if !registration.hand_over(&handed_over) {
+                    return;
+                }
                 return handover::serve(stream, pending, handed_over, peer, &connections, watcher)
                     .await;
             }
@@ -266,18 +273,29 @@ enum Next {
 
 /// Reads the next request: waits for its first byte, then reads it whole,
 /// within the request timeout of that byte. A request the client sent
-/// ahead (pipelined) starts its clock when its turn comes.
+/// ahead (pipelined) starts its clock when its turn comes. `phase` tells
+/// the registry of connections which of these the connection is doing.
 async fn read_request(
     stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
     alarm: &mut Alarm<'_>,
     mut closing: Pin<&mut WaitForCancellationFutureOwned>,
     connections: &Connections,
+    phase: &Phase,
 ) -> Next {
-    let timeout = connections.clock.timeout;
+    let clock = connections.clock;
     let mut began = !pending.is_empty();
     // While nothing has arrived, the deadline of the wait for a request.
-    let mut deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + clock.timeout;
+    let activity = if began {
+        Activity::Reading(clock.deadline(deadline))
+    } else {
+        Activity::Idle(clock.deadline(deadline))
+    };
+    // Chosen to be closed for room (the registry shuts the socket down).
+    if phase.enter(activity).is_err() {
+        return Next::End;
+    }
     let head = loop {
         if began {
             match parse_head(pending, &connections.app.config) {
@@ -307,7 +325,13 @@ async fn read_request(
         }
         if !began {
             began = true;
-            deadline = Instant::now() + timeout;
+            deadline = Instant::now() + clock.timeout;
+            if phase
+                .enter(Activity::Reading(clock.deadline(deadline)))
+                .is_err()
+            {
+                return Next::End;
+            }
         }
     };
     let request_len = head.head_len + head.body_len;
@@ -324,6 +348,10 @@ async fn read_request(
             Ok(0) | Err(_) => return Next::End,
             Ok(_) => {}
         }
+    }
+    // From here on (a poll held, say), nothing closes the connection for room.
+    if phase.enter(Activity::Answering).is_err() {
+        return Next::End;
     }
     Next::Chat(head)
 }

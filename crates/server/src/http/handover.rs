@@ -30,22 +30,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use super::phase::{Activity, Deadline, Phase, RequestClock};
+use super::phase::{Activity, RequestClock};
+use super::registry::HandedOver;
 use super::Connections;
-
-/// What the connection's reader and its service share.
-pub(crate) struct HandedOver {
-    pub(crate) phase: Phase,
-}
-
-impl HandedOver {
-    /// A connection handed over while it reads a request due by `deadline`.
-    pub(crate) fn reading(deadline: Deadline) -> Self {
-        HandedOver {
-            phase: Phase::new(Activity::Reading(deadline)),
-        }
-    }
-}
 
 /// Serves the rest of the connection with hyper and the router; hyper
 /// reads `read_first` (what the lean path read of the request) first.
@@ -248,6 +235,7 @@ impl AsyncRead for HandedOverStream {
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             Poll::Pending => {
+                this.handed_over.wake_on_close(cx.waker());
                 let Some(deadline) = deadline else {
                     return Poll::Pending;
                 };

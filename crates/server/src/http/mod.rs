@@ -9,6 +9,7 @@ mod date;
 pub(crate) mod error;
 mod handover;
 mod phase;
+mod registry;
 pub(crate) mod request;
 mod routes;
 mod socket_sink;
@@ -30,6 +31,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use error::ApiError;
 pub(crate) use phase::RequestClock;
+pub(crate) use registry::{Closed, Registry};
 
 /// What every handler can reach: one `Arc`, so that handing the state to a
 /// handler costs one reference count, not one per field.
@@ -72,6 +74,8 @@ pub(crate) struct Connections {
     pub(crate) http: http1::Builder,
     /// The request timeout, and the origin of the connections' deadlines.
     pub(crate) clock: RequestClock,
+    /// Every open connection, to close some when files run short.
+    pub(crate) registry: Registry,
     /// Cancelled when the server stops: idle connections close, busy ones
     /// close after their answer.
     pub(crate) closing: CancellationToken,

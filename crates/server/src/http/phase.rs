@@ -28,26 +28,28 @@ impl RequestClock {
         self.deadline(Instant::now() + self.timeout)
     }
 
-    /// `at`, as kept in a phase: in whole milliseconds, rounded up, so that
-    /// a deadline read back never falls before the one written.
+    /// `at`, as kept in a phase: in whole microseconds, rounded up, so
+    /// that a deadline read back never falls before the one written.
     pub(crate) fn deadline(&self, at: Instant) -> Deadline {
         let since_origin = at.saturating_duration_since(self.origin);
-        let millis = since_origin.as_nanos().div_ceil(1_000_000);
+        let micros = since_origin.as_nanos().div_ceil(1_000);
         Deadline(
-            u64::try_from(millis)
-                .unwrap_or(MILLIS_MASK)
-                .min(MILLIS_MASK),
+            u64::try_from(micros)
+                .unwrap_or(MICROS_MASK)
+                .min(MICROS_MASK),
         )
     }
 
     /// The instant of a deadline kept in a phase.
     pub(crate) fn instant(&self, deadline: Deadline) -> Instant {
-        self.origin + Duration::from_millis(deadline.0)
+        self.origin + Duration::from_micros(deadline.0)
     }
 }
 
-/// A deadline, in milliseconds after the [`RequestClock`]'s origin: small
-/// enough to share a word with the phase. Later deadlines compare greater.
+/// A deadline, in microseconds after the [`RequestClock`]'s origin: small
+/// enough to share a word with the phase, fine enough to tell apart the
+/// ages of connections that began their requests one after the other.
+/// Later deadlines compare greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Deadline(u64);
 
@@ -78,7 +80,7 @@ pub(crate) struct Closing;
 pub(crate) struct Phase(AtomicU64);
 
 const TAG_SHIFT: u32 = 62;
-const MILLIS_MASK: u64 = (1 << TAG_SHIFT) - 1;
+const MICROS_MASK: u64 = (1 << TAG_SHIFT) - 1;
 const IDLE: u64 = 0;
 const READING: u64 = 1;
 const ANSWERING: u64 = 2;
@@ -93,7 +95,7 @@ pub(crate) struct Seen {
 
 impl Seen {
     pub(crate) fn activity(self) -> Activity {
-        let deadline = Deadline(self.word & MILLIS_MASK);
+        let deadline = Deadline(self.word & MICROS_MASK);
         match self.word >> TAG_SHIFT {
             IDLE => Activity::Idle(deadline),
             READING => Activity::Reading(deadline),
@@ -136,6 +138,19 @@ impl Phase {
         }
         Ok(())
     }
+
+    /// Marks the connection to be closed if it is still doing what `seen`
+    /// says; false if it has moved on since.
+    pub(crate) fn close_if_still(&self, seen: Seen) -> bool {
+        self.0
+            .compare_exchange(
+                seen.word,
+                word(Activity::Closing),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -148,18 +163,30 @@ mod tests {
             timeout: Duration::from_secs(10),
             origin: Instant::now(),
         };
-        let later = clock.deadline(clock.origin + Duration::from_micros(12_345_001));
-        assert_eq!(later, Deadline(12_346), "rounded up to the millisecond");
-        assert!(clock.instant(later) >= clock.origin + Duration::from_micros(12_345_001));
+        let later = clock.deadline(clock.origin + Duration::from_nanos(12_345_001));
+        assert_eq!(later, Deadline(12_346), "rounded up to the microsecond");
+        assert!(clock.instant(later) >= clock.origin + Duration::from_nanos(12_345_001));
         let phase = Phase::new(Activity::Idle(later));
         assert_eq!(phase.seen().activity(), Activity::Idle(later));
         for activity in [
-            Activity::Reading(Deadline(MILLIS_MASK)),
+            Activity::Reading(Deadline(MICROS_MASK)),
             Activity::Answering,
             Activity::Idle(Deadline(0)),
         ] {
             assert_eq!(phase.enter(activity), Ok(()));
             assert_eq!(phase.seen().activity(), activity);
         }
+    }
+
+    #[test]
+    fn a_connection_chosen_to_close_stays_chosen() {
+        let phase = Phase::new(Activity::Idle(Deadline(5)));
+        let seen = phase.seen();
+        assert_eq!(phase.enter(Activity::Reading(Deadline(7))), Ok(()));
+        // It moved on: the registry's choice no longer holds.
+        assert!(!phase.close_if_still(seen));
+        assert!(phase.close_if_still(phase.seen()));
+        assert_eq!(phase.enter(Activity::Answering), Err(Closing));
+        assert_eq!(phase.seen().activity(), Activity::Closing);
     }
 }
