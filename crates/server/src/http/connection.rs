@@ -12,7 +12,7 @@
 //!
 //! Anything this module does not serve in full — other paths and methods,
 //! chunked or oversized bodies, `Expect`, upgrades, HTTP/1.0, heads it cannot
-//! parse — goes to hyper with the bytes read so far, and hyper serves the
+//! parse, heads without exactly one `Host` — goes to hyper with the bytes read so far, and hyper serves the
 //! rest of the connection. The answers are the router's, so both paths
 //! answer alike.
 //!
@@ -45,7 +45,7 @@ use super::error::ApiError;
 use super::handover;
 use super::phase::{Activity, Phase};
 use super::registry::HandedOver;
-use super::request::{decode_json, forwarded_ip};
+use super::request::{check_host, decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::socket_sink::SocketSink;
 use super::{AppState, Connections};
@@ -390,9 +390,12 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
     let mut origin = None;
     let mut forwarded = None;
     let mut close = false;
+    let mut n_hosts = 0;
     for header in request.headers.iter() {
         let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            n_hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
             // Digits only (`usize::from_str` would also take a sign).
             let length = Some(header.value)
                 .filter(|value| !value.is_empty() && value.iter().all(u8::is_ascii_digit))
@@ -423,6 +426,11 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
         {
             forwarded = forwarded_ip(header.value);
         }
+    }
+    // The router answers a request without exactly one `Host` (the route
+    // is HTTP/1.1 only).
+    if check_host(true, n_hosts).is_err() {
+        return Some(Head::Other);
     }
     let body_len = match body_len {
         Some(length) if length <= config.max_body_bytes => length,
@@ -613,7 +621,8 @@ mod tests {
             client_ip_header: Some("x-forwarded-for".into()),
             ..Config::default()
         };
-        let head = format!("POST /poll HTTP/1.1\r\n{header_lines}content-length: 2\r\n\r\n");
+        let head =
+            format!("POST /poll HTTP/1.1\r\nhost: t\r\n{header_lines}content-length: 2\r\n\r\n");
         let Some(Head::Chat(chat)) = parse_head(head.as_bytes(), &config) else {
             panic!("{header_lines:?} is not a chat head");
         };

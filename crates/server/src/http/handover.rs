@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
+use axum::http::{header, Version};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
@@ -32,6 +33,7 @@ use tower::ServiceExt;
 
 use super::phase::{Activity, RequestClock};
 use super::registry::HandedOver;
+use super::request::check_host;
 use super::Connections;
 
 /// Serves the rest of the connection with hyper and the router; hyper
@@ -46,6 +48,7 @@ pub(crate) async fn serve(
 ) {
     let clock = connections.clock;
     let router = connections.router.clone();
+    let app = connections.app.clone();
     let shared = handed_over.clone();
     let service = tower::service_fn(move |mut request: axum::extract::Request<Incoming>| {
         request
@@ -53,9 +56,17 @@ pub(crate) async fn serve(
             .insert(ConnectInfo::<SocketAddr>(peer));
         let handed_over = shared.clone();
         let router = router.clone();
+        let app = app.clone();
         async move {
             let request = request.map(|body| RequestBody::new(body, handed_over.clone()));
-            let answer = router.oneshot(request);
+            let hosts = request.headers().get_all(header::HOST).iter().count();
+            let host = check_host(request.version() == Version::HTTP_11, hosts);
+            let answer = async move {
+                match host {
+                    Ok(()) => router.oneshot(request).await,
+                    Err(error) => Ok(app.error_answer(error.into())),
+                }
+            };
             tokio::pin!(answer);
             // A request cut off (its body too late, or the connection closed
             // for room) gets no answer: the error ends the connection before

@@ -130,3 +130,27 @@ pub(crate) async fn hold_a_poll(raw: &mut Raw, name: &str) -> String {
     raw.send(&post("/poll", &next)).await;
     token
 }
+
+/// Which front of the server reads the request under test.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Front {
+    /// The connection layer's own reader of chat requests.
+    Lean,
+    /// hyper and the router, which serve a connection once the lean path
+    /// has handed it over.
+    Router,
+}
+
+pub(crate) const FRONTS: [Front; 2] = [Front::Lean, Front::Router];
+
+/// A connection whose next request `front` reads: a fresh one for the lean
+/// path; for the router, one whose first request (`GET /healthz`) made the
+/// lean path hand it over, so that hyper reads all that follows.
+pub(crate) async fn connect(server: &TestServer, front: Front) -> Raw {
+    let mut raw = Raw::connect(server).await;
+    if let Front::Router = front {
+        raw.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert_eq!(raw.answer().await.status, 200);
+    }
+    raw
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::raw::{post, start_session, Raw};
+use crate::raw::{connect, post, start_session, Front, Raw, FRONTS};
 use crate::support::{gauge, test_config, TestServer};
 
 /// Short, so that the tests are quick, but under a second: longer waits
@@ -24,30 +24,6 @@ async fn start_server() -> TestServer {
         ..test_config()
     })
     .await
-}
-
-/// Which front of the server reads the request under test.
-#[derive(Debug, Clone, Copy)]
-enum Front {
-    /// The connection layer's own reader of chat requests.
-    Lean,
-    /// hyper and the router, which serve a connection once the lean path
-    /// has handed it over.
-    Router,
-}
-
-const FRONTS: [Front; 2] = [Front::Lean, Front::Router];
-
-/// A connection whose next request `front` reads: a fresh one for the lean
-/// path; for the router, one whose first request (`GET /healthz`) made the
-/// lean path hand it over, so that hyper reads all that follows.
-async fn connect(server: &TestServer, front: Front) -> Raw {
-    let mut raw = Raw::connect(server).await;
-    if let Front::Router = front {
-        raw.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
-        assert_eq!(raw.answer().await.status, 200);
-    }
-    raw
 }
 
 fn start_request(name: &str) -> Vec<u8> {
