@@ -26,6 +26,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -176,6 +177,9 @@ pub(crate) async fn serve(
     let mut pending: Vec<u8> = Vec::new();
     // The session of the last poll, to skip the token map's lock next time.
     let mut last_session = None;
+    // The client has stopped sending (a half-close seen while a poll was
+    // held): what it sent before is answered, and then the connection ends.
+    let read_ended = AtomicBool::new(false);
     // One wait for the shutdown per connection, not one per request: each
     // new wait would join (and leave) the token's list of waiters.
     let closing = connections.closing.clone().cancelled_owned();
@@ -207,8 +211,17 @@ pub(crate) async fn serve(
                 if !registration.hand_over(&handed_over) {
                     return;
                 }
-                return handover::serve(stream, pending, handed_over, peer, &connections, watcher)
-                    .await;
+                let read_ended = read_ended.into_inner();
+                return handover::serve(
+                    stream,
+                    pending,
+                    handed_over,
+                    peer,
+                    &connections,
+                    read_ended,
+                    watcher,
+                )
+                .await;
             }
             Next::End => return,
         };
@@ -226,9 +239,11 @@ pub(crate) async fn serve(
             Ok(ChatRequest::Poll(request)) => {
                 waiter.sink().hold(head.origin, head.close);
                 let answer = poll::answer(app, request, &mut last_session, &waiter, |wait| {
-                    alarm.until(Instant::now() + wait)
+                    poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
                 });
-                match watch_while_held(&mut stream, &mut pending, answer).await {
+                let config = &app.config;
+                match watch_while_held(&mut stream, &mut pending, &read_ended, config, answer).await
+                {
                     Some(Ok(Polled::Answer(body))) => ok_answer(body.json),
                     // Written by the publish (which declines a poll that
                     // asked to close), perhaps only in part.
@@ -493,17 +508,26 @@ fn poll_read_into(
     }
 }
 
-/// Runs `answer` while watching the socket: `None` if the client hangs up
-/// first. Bytes it sends meanwhile (a pipelined request) are kept.
+/// Runs `answer` (a held poll) while watching the socket: `None` if the
+/// client hangs up first. Bytes it sends meanwhile (a pipelined request)
+/// are kept. If the client stops sending (a half-close) after whole
+/// requests, the poll is not dropped: `read_ended` is set, which ends it at
+/// once, so that it and the requests behind it are answered in order.
 async fn watch_while_held<T>(
     stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
+    read_ended: &AtomicBool,
+    config: &Config,
     answer: impl Future<Output = T>,
 ) -> Option<T> {
     tokio::pin!(answer);
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| loop {
         if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answer));
+        }
+        // The socket has nothing more; the poll is ending.
+        if read_ended.load(Ordering::Relaxed) {
+            return Poll::Pending;
         }
         // Read until the socket has nothing more, so that its readiness is
         // armed again and a hang-up wakes this task.
@@ -511,10 +535,39 @@ async fn watch_while_held<T>(
             match poll_read_into(stream, pending, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) if n > 0 && pending.len() <= MAX_READ_AHEAD => {}
+                Poll::Ready(Ok(0)) if begins_whole_request(pending, config) => {
+                    read_ended.store(true, Ordering::Relaxed);
+                    // Look at the poll again: it ends now.
+                    break;
+                }
                 // Hung up, failed, or sending far more than one request ahead.
                 Poll::Ready(_) => return Poll::Ready(None),
             }
         }
+    })
+    .await
+}
+
+/// Whether `pending` begins with a whole request: a chat request with all
+/// its body, or one for hyper (which judges it).
+fn begins_whole_request(pending: &[u8], config: &Config) -> bool {
+    match parse_head(pending, config) {
+        Some(Head::Chat(head)) => pending.len() >= head.head_len + head.body_len,
+        Some(Head::Other) => true,
+        None => false,
+    }
+}
+
+/// The end of a held poll: its deadline, or at once once the client has
+/// stopped sending (`read_ended`), so that the requests it sent behind the
+/// poll are answered.
+async fn poll_expiry(deadline: impl Future<Output = ()>, read_ended: &AtomicBool) {
+    tokio::pin!(deadline);
+    std::future::poll_fn(|cx| {
+        if read_ended.load(Ordering::Relaxed) {
+            return Poll::Ready(());
+        }
+        deadline.as_mut().poll(cx)
     })
     .await
 }

@@ -38,12 +38,15 @@ use super::Connections;
 
 /// Serves the rest of the connection with hyper and the router; hyper
 /// reads `read_first` (what the lean path read of the request) first.
+/// `read_ended`: the client has already stopped sending, and hyper is to
+/// answer what it sent all the same.
 pub(crate) async fn serve(
     stream: TcpStream,
     read_first: Vec<u8>,
     handed_over: Arc<HandedOver>,
     peer: SocketAddr,
     connections: &Connections,
+    read_ended: bool,
     watcher: Watcher,
 ) {
     let clock = connections.clock;
@@ -95,9 +98,18 @@ pub(crate) async fn serve(
         clock,
         metrics_timeouts: connections.app.metrics.request_timeouts.clone(),
     });
-    let connection = connections
-        .http
-        .serve_connection(io, TowerToHyperService::new(service));
+    // By default hyper drops a request whose client stops sending before
+    // the answer: the lean path read this one in full before that.
+    let half_closed;
+    let http = if read_ended {
+        let mut http = connections.http.clone();
+        http.half_close(true);
+        half_closed = http;
+        &half_closed
+    } else {
+        &connections.http
+    };
+    let connection = http.serve_connection(io, TowerToHyperService::new(service));
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }

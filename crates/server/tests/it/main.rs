@@ -8,6 +8,7 @@ mod connection;
 mod cors;
 mod delivery;
 mod fuzz_seeds;
+mod half_close;
 mod host;
 mod ops;
 mod raw;
