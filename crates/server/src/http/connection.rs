@@ -12,9 +12,9 @@
 //!
 //! Anything this module does not serve in full — other paths and methods,
 //! chunked or oversized bodies, `Expect`, upgrades, HTTP/1.0, heads it cannot
-//! parse, heads without exactly one `Host` — goes to hyper with the bytes read so far, and hyper serves the
-//! rest of the connection. The answers are the router's, so both paths
-//! answer alike.
+//! parse, heads without exactly one `Host` — goes to hyper with the bytes
+//! read so far, and hyper serves the rest of the connection. The answers
+//! are the router's, so both paths answer alike.
 //!
 //! A request must arrive whole, head and body, within the request timeout
 //! of its first byte, whichever front ends up reading it: a connection

@@ -9,8 +9,9 @@
 //! which ends the connection. The deadline runs from a request's first
 //! byte, also when the lean path read that byte and then handed the
 //! connection over. The service marks a request answered once its body has
-//! all arrived, so a held poll waits as long as it likes, and waiting again
-//! once its answer is made.
+//! all arrived, so that a held poll has no deadline, and the connection
+//! waiting again once the answer is made. A request cut off gets no
+//! answer.
 
 use std::future::Future;
 use std::io;
@@ -76,7 +77,7 @@ pub(crate) async fn serve(
             // the handler can answer the read error it sees.
             let response = std::future::poll_fn(|cx| {
                 if handed_over.phase.seen().activity() == Activity::Closing {
-                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::TimedOut)));
+                    return Poll::Ready(Err(closing()));
                 }
                 answer.as_mut().poll(cx).map(|Ok(response)| Ok(response))
             })
@@ -113,6 +114,15 @@ pub(crate) async fn serve(
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }
+}
+
+/// The error that ends a connection being closed: its request came too
+/// late, or it was chosen to make room for new connections.
+fn closing() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the connection is being closed",
+    )
 }
 
 /// A request's body, which marks the request answered once it has all
@@ -219,12 +229,7 @@ impl AsyncRead for HandedOverStream {
                 Some(this.clock.instant(deadline))
             }
             Activity::Answering => None,
-            Activity::Closing => {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed to make room for new connections",
-                )))
-            }
+            Activity::Closing => return Poll::Ready(Err(closing())),
         };
         // What arrives after the deadline is too late, even if it is there
         // to be read when this task gets to run.
