@@ -57,8 +57,10 @@ pub struct Config {
     /// A header set by a trusted proxy that carries the client's address
     /// (e.g. `x-forwarded-for`); the last address in it is used.
     pub client_ip_header: Option<String>,
-    /// How long a client may take to send a request's headers.
-    pub header_read_timeout: Duration,
+    /// How long a client may take to send a whole request, head and body,
+    /// from its first byte; also how long a connection may stay open
+    /// waiting for the first byte of its next request.
+    pub request_timeout: Duration,
     /// How long shutdown waits for connections to finish.
     pub shutdown_grace: Duration,
     /// For tests only: makes the store's commits fail or slow down.
@@ -101,7 +103,7 @@ impl Default for Config {
             presence_limit: 200,
             allow_origins: Vec::new(),
             client_ip_header: None,
-            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             store_faults: None,
         }
@@ -138,6 +140,11 @@ impl Config {
                 "the poll timeout",
                 "between 10 ms and 300 s (keep it below your proxies' timeouts)",
             );
+        }
+        if self.request_timeout < Duration::from_millis(10)
+            || self.request_timeout > Duration::from_secs(3600)
+        {
+            return out_of_range("the request timeout", "between 10 ms and 3,600 s");
         }
         if self.history_window == 0 || self.history_window > 1_000_000 {
             return out_of_range("the history window", "between 1 and 1,000,000 events");

@@ -23,7 +23,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::http::connection::{parse_head, Head};
 use crate::http::cors::check_origin;
-use crate::http::request::{client_ip, decode_json, decode_versioned_json};
+use crate::http::request::{check_host, client_ip, decode_json, decode_versioned_json};
 
 /// Target `command`: `Command::parse` never panics, its errors can be
 /// shown, and a parsed command typed back as text parses to itself.
@@ -153,7 +153,10 @@ fn head_config() -> &'static Config {
 /// head it accepts is decided by the head alone (not by what follows it,
 /// nor seen early in a part of it); and it reads the head as hyper and the
 /// router would read the same header lines: the same origin check, the
-/// same client address, and a close when any `Connection` header asks.
+/// same client address, a close when any `Connection` header asks, and
+/// `Host` headers that the hyper front's rule (RFC 9112: exactly one in an
+/// HTTP/1.1 request) lets through, as it refuses every head the router
+/// would answer 400.
 pub fn request_head(data: &[u8]) {
     let config = head_config();
     let Some(Head::Chat(head)) = parse_head(data, config) else {
@@ -193,6 +196,9 @@ pub fn request_head(data: &[u8]) {
         };
         headers.append(name, value);
     }
+    // A chat head is HTTP/1.1.
+    let hosts = headers.get_all(header::HOST).iter().count();
+    assert_eq!(check_host(true, hosts), Ok(()), "Host headers");
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     assert_eq!(
         head.origin,

@@ -165,7 +165,7 @@ impl Server {
             app,
             router,
             metrics,
-            config.header_read_timeout,
+            config.request_timeout,
             stop,
         )
         .await;

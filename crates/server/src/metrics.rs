@@ -32,6 +32,8 @@ pub(crate) struct Metrics {
     pub(crate) send_seconds: Histogram,
     pub(crate) errors: Family<ErrorLabels, Counter>,
     pub(crate) accept_errors: Counter,
+    pub(crate) request_timeouts: Counter,
+    pub(crate) connections_closed_for_room: Counter,
     pub(crate) open_files_limit: Gauge,
     pub(crate) store: StoreMetrics,
 }
@@ -54,6 +56,8 @@ impl Metrics {
             ]),
             errors: Family::default(),
             accept_errors: Counter::default(),
+            request_timeouts: Counter::default(),
+            connections_closed_for_room: Counter::default(),
             open_files_limit: Gauge::default(),
             store: StoreMetrics {
                 commit_seconds: Histogram::new([
@@ -105,6 +109,16 @@ impl Metrics {
             "accept_errors",
             "Failed accepts, e.g. for lack of file descriptors",
             metrics.accept_errors.clone(),
+        );
+        registry.register(
+            "request_timeouts",
+            "Requests cut off for not arriving whole within the request timeout of their first byte",
+            metrics.request_timeouts.clone(),
+        );
+        registry.register(
+            "connections_closed_for_room",
+            "Connections stalled in a request, or idle, closed near the open-files limit to let new ones in",
+            metrics.connections_closed_for_room.clone(),
         );
         registry.register(
             "open_files_limit",

@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TALK_SESSION_GRACE", default_value_t = 40.0)]
     session_grace: f64,
 
+    /// How long a client may take to send a whole request, head and body,
+    /// from its first byte, in seconds; a slower one is cut off. Also how
+    /// long an idle connection stays open.
+    #[arg(long, env = "TALK_REQUEST_TIMEOUT", default_value_t = 10.0)]
+    request_timeout: f64,
+
     /// How many events per channel are kept for clients to catch up.
     #[arg(long, env = "TALK_HISTORY_WINDOW", default_value_t = 1000)]
     history_window: usize,
@@ -137,6 +143,7 @@ impl ServeArgs {
             data_dir: self.data.clone(),
             poll_timeout: seconds(self.poll_timeout, "--poll-timeout")?,
             session_grace: seconds(self.session_grace, "--session-grace")?,
+            request_timeout: seconds(self.request_timeout, "--request-timeout")?,
             history_window: self.history_window,
             history_on_join: self.history_on_join,
             max_message_chars: self.max_message,

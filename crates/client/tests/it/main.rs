@@ -287,7 +287,7 @@ async fn join_resets_to_the_new_channel_and_leave_ends_the_session() {
 /// client must let go of idle connections well before that.
 #[test]
 fn idle_connections_are_dropped_before_the_server_closes_them() {
-    let server_limit = talk_server::Config::default().header_read_timeout;
+    let server_limit = talk_server::Config::default().request_timeout;
     assert!(
         talk_client::IDLE_CONNECTION_LIMIT * 2 <= server_limit,
         "{:?} against the server's {server_limit:?}",

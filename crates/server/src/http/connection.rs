@@ -12,42 +12,44 @@
 //!
 //! Anything this module does not serve in full — other paths and methods,
 //! chunked or oversized bodies, `Expect`, upgrades, HTTP/1.0, heads it cannot
-//! parse — goes to hyper with the bytes read so far, and hyper serves the
-//! rest of the connection. The answers are the router's, so both paths
-//! answer alike.
+//! parse, heads without exactly one `Host` — goes to hyper with the bytes
+//! read so far, and hyper serves the rest of the connection. The answers
+//! are the router's, so both paths answer alike.
+//!
+//! A request must arrive whole, head and body, within the request timeout
+//! of its first byte, whichever front ends up reading it: a connection
+//! handed over mid-request keeps the deadline this module started
+//! (`handover.rs`).
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
-use axum::Router;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
-use hyper_util::service::TowerToHyperService;
 use talk_protocol::{BroadcastRequest, PollRequest};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::cors::{self, OriginCheck};
 use super::error::ApiError;
-use super::request::{decode_json, forwarded_ip};
+use super::handover;
+use super::phase::{Activity, Phase};
+use super::registry::HandedOver;
+use super::request::{check_host, decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::socket_sink::SocketSink;
-use super::AppState;
+use super::{AppState, Connections};
 use crate::config::Config;
 use crate::hub::{Polled, Waiter};
 
@@ -70,20 +72,6 @@ const MAX_HEADERS: usize = 32;
 /// How many bytes a client may send ahead while its poll is held (a
 /// pipelined request); more, and the connection is closed.
 const MAX_READ_AHEAD: usize = 64 * 1024;
-
-/// What every connection shares.
-pub(crate) struct Connections {
-    pub(crate) app: AppState,
-    /// Serves whatever this module hands over.
-    pub(crate) router: Router,
-    pub(crate) http: http1::Builder,
-    pub(crate) header_read_timeout: Duration,
-    /// Where the grid of long waits' deadlines starts (see [`Alarm`]).
-    pub(crate) deadline_grid_origin: Instant,
-    /// Cancelled when the server stops: idle connections close, busy ones
-    /// close after their answer.
-    pub(crate) closing: CancellationToken,
-}
 
 /// The two chat endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +98,6 @@ pub(crate) enum Head {
     Chat(ChatHead),
     /// A request for hyper and the router.
     Other,
-    /// The client closed the connection between requests.
-    Closed,
 }
 
 /// A chat answer, ready to be written.
@@ -186,47 +172,60 @@ pub(crate) async fn serve(
     // that a publish can write their answers (see `socket_sink`).
     let (mut stream, write) = stream.into_split();
     let waiter = Arc::new(Waiter::new(SocketSink::new(write, connections.clone())));
+    let registration = connections.registry.register(&waiter);
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
     // The session of the last poll, to skip the token map's lock next time.
     let mut last_session = None;
+    // The client has stopped sending (a half-close seen while a poll was
+    // held): what it sent before is answered, and then the connection ends.
+    let read_ended = AtomicBool::new(false);
     // One wait for the shutdown per connection, not one per request: each
     // new wait would join (and leave) the token's list of waiters.
     let closing = connections.closing.clone().cancelled_owned();
     tokio::pin!(closing);
-    let timeout = connections.header_read_timeout;
-    let sleep = tokio::time::sleep(timeout);
+    let sleep = tokio::time::sleep(connections.clock.timeout);
     tokio::pin!(sleep);
     let mut alarm = Alarm {
         sleep,
-        grid_origin: connections.deadline_grid_origin,
+        grid_origin: connections.clock.origin,
     };
     loop {
-        let deadline = Instant::now() + timeout;
-        let head = tokio::select! {
-            _ = &mut closing => return,
-            // Too slow to send its head.
-            () = alarm.until(deadline) => return,
-            head = read_head(&mut stream, &mut pending, &connections) => head,
-        };
-        let head = match head {
-            Ok(Head::Chat(head)) => head,
-            Ok(Head::Other) => {
+        let next = read_request(
+            &mut stream,
+            &mut pending,
+            &mut alarm,
+            closing.as_mut(),
+            &connections,
+            &waiter.sink().phase,
+        )
+        .await;
+        let head = match next {
+            Next::Chat(head) => head,
+            Next::HandOver { deadline } => {
                 let Some(stream) = reunite(stream, waiter).await else {
                     return;
                 };
-                return hand_over(stream, pending, peer, &connections, watcher).await;
+                let deadline = connections.clock.deadline(deadline);
+                let handed_over = Arc::new(HandedOver::reading(deadline));
+                if !registration.hand_over(&handed_over) {
+                    return;
+                }
+                let read_ended = read_ended.into_inner();
+                return handover::serve(
+                    stream,
+                    pending,
+                    handed_over,
+                    peer,
+                    &connections,
+                    read_ended,
+                    watcher,
+                )
+                .await;
             }
-            // Closed or failed.
-            Ok(Head::Closed) | Err(_) => return,
+            Next::End => return,
         };
         let request_len = head.head_len + head.body_len;
-        while pending.len() < request_len {
-            match read_some(&mut stream, &mut pending).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
         let request = decode_request(&head, &pending[head.head_len..request_len]);
         pending.drain(..request_len);
         if pending.is_empty() {
@@ -240,9 +239,11 @@ pub(crate) async fn serve(
             Ok(ChatRequest::Poll(request)) => {
                 waiter.sink().hold(head.origin, head.close);
                 let answer = poll::answer(app, request, &mut last_session, &waiter, |wait| {
-                    alarm.until(Instant::now() + wait)
+                    poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
                 });
-                match watch_while_held(&mut stream, &mut pending, answer).await {
+                let config = &app.config;
+                match watch_while_held(&mut stream, &mut pending, &read_ended, config, answer).await
+                {
                     Some(Ok(Polled::Answer(body))) => ok_answer(body.json),
                     // Written by the publish (which declines a poll that
                     // asked to close), perhaps only in part.
@@ -273,6 +274,103 @@ pub(crate) async fn serve(
     }
 }
 
+/// What reading the next request came to.
+enum Next {
+    /// A chat request, whole at the start of `pending`.
+    Chat(ChatHead),
+    /// A request for hyper and the router, begun in `pending`, which must
+    /// be whole by `deadline`.
+    HandOver { deadline: Instant },
+    /// The end of the connection: the client closed it, the request did
+    /// not arrive in time, no request came, or the server is stopping.
+    End,
+}
+
+/// Reads the next request: waits for its first byte, then reads it whole,
+/// within the request timeout of that byte. A request the client sent
+/// ahead (pipelined) starts its clock when its turn comes. `phase` tells
+/// the registry of connections which of these the connection is doing.
+async fn read_request(
+    stream: &mut OwnedReadHalf,
+    pending: &mut Vec<u8>,
+    alarm: &mut Alarm<'_>,
+    mut closing: Pin<&mut WaitForCancellationFutureOwned>,
+    connections: &Connections,
+    phase: &Phase,
+) -> Next {
+    let clock = connections.clock;
+    let mut began = !pending.is_empty();
+    // While nothing has arrived, the deadline of the wait for a request.
+    let mut deadline = Instant::now() + clock.timeout;
+    let activity = if began {
+        Activity::Reading(clock.deadline(deadline))
+    } else {
+        Activity::Idle(clock.deadline(deadline))
+    };
+    // Chosen to be closed for room (the registry shuts the socket down).
+    if phase.enter(activity).is_err() {
+        return Next::End;
+    }
+    let head = loop {
+        if began {
+            match parse_head(pending, &connections.app.config) {
+                Some(Head::Chat(head)) => break head,
+                Some(Head::Other) => return Next::HandOver { deadline },
+                None if pending.len() >= MAX_HEAD_BYTES => return Next::HandOver { deadline },
+                None => {}
+            }
+        }
+        // The deadline first: what arrives after it is too late, even if it
+        // is there to be read when this task gets to run.
+        let read = tokio::select! {
+            biased;
+            () = alarm.until(deadline) => {
+                if began {
+                    connections.app.metrics.request_timeouts.inc();
+                }
+                return Next::End;
+            }
+            _ = &mut closing => return Next::End,
+            read = read_some(stream, pending) => read,
+        };
+        match read {
+            // A request cut short by the client is not worth hyper's time.
+            Ok(0) | Err(_) => return Next::End,
+            Ok(_) => {}
+        }
+        if !began {
+            began = true;
+            deadline = Instant::now() + clock.timeout;
+            if phase
+                .enter(Activity::Reading(clock.deadline(deadline)))
+                .is_err()
+            {
+                return Next::End;
+            }
+        }
+    };
+    let request_len = head.head_len + head.body_len;
+    while pending.len() < request_len {
+        let read = tokio::select! {
+            biased;
+            () = alarm.until(deadline) => {
+                connections.app.metrics.request_timeouts.inc();
+                return Next::End;
+            }
+            read = read_some(stream, pending) => read,
+        };
+        match read {
+            Ok(0) | Err(_) => return Next::End,
+            Ok(_) => {}
+        }
+    }
+    // From here on (a poll held, say), nothing closes the connection for room.
+    if phase.enter(Activity::Answering).is_err() {
+        return Next::End;
+    }
+    Next::Chat(head)
+}
+
 /// The connection whole again, to hand it to hyper: the waiter is this
 /// connection's alone between polls, but a publish on another thread may
 /// still hold it for a moment after writing its last answer.
@@ -287,59 +385,6 @@ async fn reunite(read: OwnedReadHalf, mut waiter: Arc<Waiter<SocketSink>>) -> Op
         }
     }
     None
-}
-
-/// Hands the connection to hyper, which reads `pending` first.
-async fn hand_over(
-    stream: TcpStream,
-    pending: Vec<u8>,
-    peer: SocketAddr,
-    connections: &Connections,
-    watcher: Watcher,
-) {
-    let service = connections.router.clone().map_request(
-        move |mut request: axum::extract::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
-            request
-        },
-    );
-    let io = TokioIo::new(Rewound {
-        read_first: pending,
-        position: 0,
-        stream,
-    });
-    let connection = connections
-        .http
-        .serve_connection(io, TowerToHyperService::new(service));
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%error, %peer, "connection ended with an error");
-    }
-}
-
-/// Reads until `pending` holds a whole request head, and says what it is.
-async fn read_head(
-    stream: &mut OwnedReadHalf,
-    pending: &mut Vec<u8>,
-    connections: &Connections,
-) -> io::Result<Head> {
-    loop {
-        if !pending.is_empty() {
-            match parse_head(pending, &connections.app.config) {
-                Some(head) => return Ok(head),
-                None if pending.len() >= MAX_HEAD_BYTES => return Ok(Head::Other),
-                None => {}
-            }
-        }
-        if read_some(stream, pending).await? == 0 {
-            return Ok(if pending.is_empty() {
-                Head::Closed
-            } else {
-                Head::Other
-            });
-        }
-    }
 }
 
 /// Parses the head in `bytes`: `None` while it is incomplete.
@@ -360,9 +405,12 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
     let mut origin = None;
     let mut forwarded = None;
     let mut close = false;
+    let mut n_hosts = 0;
     for header in request.headers.iter() {
         let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            n_hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
             // Digits only (`usize::from_str` would also take a sign).
             let length = Some(header.value)
                 .filter(|value| !value.is_empty() && value.iter().all(u8::is_ascii_digit))
@@ -393,6 +441,11 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
         {
             forwarded = forwarded_ip(header.value);
         }
+    }
+    // The router answers a request without exactly one `Host` (the route
+    // is HTTP/1.1 only).
+    if check_host(true, n_hosts).is_err() {
+        return Some(Head::Other);
     }
     let body_len = match body_len {
         Some(length) if length <= config.max_body_bytes => length,
@@ -457,17 +510,26 @@ fn poll_read_into(
     }
 }
 
-/// Runs `answer` while watching the socket: `None` if the client hangs up
-/// first. Bytes it sends meanwhile (a pipelined request) are kept.
+/// Runs `answer` (a held poll) while watching the socket: `None` if the
+/// client hangs up first. Bytes it sends meanwhile (a pipelined request)
+/// are kept. If the client stops sending (a half-close) after whole
+/// requests, the poll is not dropped: `read_ended` is set, which ends it at
+/// once, so that it and the requests behind it are answered in order.
 async fn watch_while_held<T>(
     stream: &mut OwnedReadHalf,
     pending: &mut Vec<u8>,
+    read_ended: &AtomicBool,
+    config: &Config,
     answer: impl Future<Output = T>,
 ) -> Option<T> {
     tokio::pin!(answer);
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| loop {
         if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answer));
+        }
+        // The socket has nothing more; the poll is ending.
+        if read_ended.load(Ordering::Relaxed) {
+            return Poll::Pending;
         }
         // Read until the socket has nothing more, so that its readiness is
         // armed again and a hang-up wakes this task.
@@ -475,10 +537,39 @@ async fn watch_while_held<T>(
             match poll_read_into(stream, pending, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) if n > 0 && pending.len() <= MAX_READ_AHEAD => {}
+                Poll::Ready(Ok(0)) if begins_whole_request(pending, config) => {
+                    read_ended.store(true, Ordering::Relaxed);
+                    // Look at the poll again: it ends now.
+                    break;
+                }
                 // Hung up, failed, or sending far more than one request ahead.
                 Poll::Ready(_) => return Poll::Ready(None),
             }
         }
+    })
+    .await
+}
+
+/// Whether `pending` begins with a whole request: a chat request with all
+/// its body, or one for hyper (which judges it).
+fn begins_whole_request(pending: &[u8], config: &Config) -> bool {
+    match parse_head(pending, config) {
+        Some(Head::Chat(head)) => pending.len() >= head.head_len + head.body_len,
+        Some(Head::Other) => true,
+        None => false,
+    }
+}
+
+/// The end of a held poll: its deadline, or at once once the client has
+/// stopped sending (`read_ended`), so that the requests it sent behind the
+/// poll are answered.
+async fn poll_expiry(deadline: impl Future<Output = ()>, read_ended: &AtomicBool) {
+    tokio::pin!(deadline);
+    std::future::poll_fn(|cx| {
+        if read_ended.load(Ordering::Relaxed) {
+            return Poll::Ready(());
+        }
+        deadline.as_mut().poll(cx)
     })
     .await
 }
@@ -545,66 +636,6 @@ pub(super) fn encode_answer(
     out
 }
 
-/// A connection whose first bytes were already read: it gives them back
-/// before reading the socket again.
-struct Rewound {
-    read_first: Vec<u8>,
-    position: usize,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewound {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.position < this.read_first.len() {
-            let rest = &this.read_first[this.position..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.position += n;
-            if this.position == this.read_first.len() {
-                this.read_first = Vec::new();
-                this.position = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewound {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,7 +677,8 @@ mod tests {
             client_ip_header: Some("x-forwarded-for".into()),
             ..Config::default()
         };
-        let head = format!("POST /poll HTTP/1.1\r\n{header_lines}content-length: 2\r\n\r\n");
+        let head =
+            format!("POST /poll HTTP/1.1\r\nhost: t\r\n{header_lines}content-length: 2\r\n\r\n");
         let parsed = parse_head(head.as_bytes(), &config);
         if expected.0 == OriginCheck::Refused {
             assert_eq!(parsed, Some(Head::Other), "{header_lines:?}");

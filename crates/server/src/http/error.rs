@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use talk_protocol::{ErrorBody, ErrorDetail, InvalidValue};
 
+use super::request::HostError;
 use crate::{command, hub, store};
 
 /// An error answer of the HTTP API.
@@ -27,6 +28,8 @@ pub(crate) enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("too many new sessions from your address; wait a moment")]
     TooManySessions { retry_after: Duration },
+    #[error(transparent)]
+    Host(#[from] HostError),
     #[error("{0}")]
     Invalid(#[from] InvalidValue),
     #[error(transparent)]
@@ -65,7 +68,7 @@ impl ApiError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::BadRequest(_) | ApiError::Host(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::UnsupportedVersion(_) => (StatusCode::BAD_REQUEST, "unsupported_version"),
             ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),

@@ -7,6 +7,9 @@ pub(crate) mod connection;
 pub(crate) mod cors;
 mod date;
 pub(crate) mod error;
+mod handover;
+mod phase;
+mod registry;
 pub(crate) mod request;
 mod routes;
 mod socket_sink;
@@ -18,6 +21,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::server::conn::http1;
+use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 
 use crate::config::Config;
@@ -25,6 +30,8 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use error::ApiError;
+pub(crate) use phase::RequestClock;
+pub(crate) use registry::{Closed, Registry};
 
 /// What every handler can reach: one `Arc`, so that handing the state to a
 /// handler costs one reference count, not one per field.
@@ -57,6 +64,21 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &App {
         &self.0
     }
+}
+
+/// What every connection shares.
+pub(crate) struct Connections {
+    pub(crate) app: AppState,
+    /// Serves whatever the connection layer hands over.
+    pub(crate) router: Router,
+    pub(crate) http: http1::Builder,
+    /// The request timeout, and the origin of the connections' deadlines.
+    pub(crate) clock: RequestClock,
+    /// Every open connection, to close some when files run short.
+    pub(crate) registry: Registry,
+    /// Cancelled when the server stops: idle connections close, busy ones
+    /// close after their answer.
+    pub(crate) closing: CancellationToken,
 }
 
 /// The answer to a chat request: JSON, never stored by caches, never

@@ -15,14 +15,19 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use super::connection::{encode_answer, ok_answer, Connections};
+use super::connection::{encode_answer, ok_answer};
 use super::cors::OriginCheck;
+use super::phase::{Activity, Phase};
+use super::Connections;
 use crate::hub::{Deliver, Delivery, PollBody};
 
 /// A connection's write half, and what the answer to its held poll needs.
 pub(crate) struct SocketSink {
     write: OwnedWriteHalf,
     connections: Arc<Connections>,
+    /// What the connection is doing, for the registry of connections: here
+    /// because the sink is already shared, so it costs one word.
+    pub(crate) phase: Phase,
     /// The held poll's request, as its answer's head depends on it.
     request: Mutex<PollHead>,
     /// What a delivery began and could not finish, for the poll's task.
@@ -41,6 +46,7 @@ impl SocketSink {
     pub(crate) fn new(write: OwnedWriteHalf, connections: Arc<Connections>) -> Self {
         SocketSink {
             write,
+            phase: Phase::new(Activity::Idle(connections.clock.deadline_from_now())),
             connections,
             request: Mutex::new(PollHead {
                 origin: OriginCheck::Any,
@@ -77,6 +83,12 @@ impl SocketSink {
             Some(rest) => self.write_all(&rest).await,
             None => Ok(()),
         }
+    }
+
+    /// Shuts the socket down both ways, so that the connection's task,
+    /// waiting for bytes, finds it closed, and the client learns at once.
+    pub(crate) fn shut_down(&self) {
+        let _ = socket2::SockRef::from(self.write.as_ref()).shutdown(std::net::Shutdown::Both);
     }
 
     /// The write half, to give the connection back whole.

@@ -336,7 +336,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let server = TestServer::start_with(talk_server::Config {
-        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
         ..test_config()
     })
     .await;

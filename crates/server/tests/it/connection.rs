@@ -5,132 +5,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
+use crate::raw::{find, hold_a_poll, post, start_session, Raw};
 use crate::support::{polls_held, test_config, wait_for_polls_held, TestServer};
-
-/// One raw HTTP/1.1 connection to the server.
-struct Raw {
-    stream: TcpStream,
-    /// Bytes read past the last answer.
-    unread: Vec<u8>,
-}
-
-/// An answer read off a raw connection.
-#[derive(Debug)]
-struct RawAnswer {
-    status: u16,
-    head: String,
-    json: serde_json::Value,
-}
-
-impl Raw {
-    async fn connect(server: &TestServer) -> Raw {
-        Raw {
-            stream: TcpStream::connect(server.address).await.unwrap(),
-            unread: Vec::new(),
-        }
-    }
-
-    /// A connection whose receive buffer is as small as the system allows,
-    /// so that the server's socket fills up while the client does not read.
-    async fn connect_with_small_window(server: &TestServer) -> Raw {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        Raw {
-            stream: socket.connect(server.address).await.unwrap(),
-            unread: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    /// Reads one answer with a `content-length` body, within 10 s.
-    async fn answer(&mut self) -> RawAnswer {
-        tokio::time::timeout(Duration::from_secs(10), self.read_answer())
-            .await
-            .expect("an answer within 10 s")
-    }
-
-    async fn read_answer(&mut self) -> RawAnswer {
-        loop {
-            if let Some(end) = find(&self.unread, b"\r\n\r\n") {
-                let head = String::from_utf8(self.unread[..end].to_vec()).unwrap();
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| {
-                        let (name, value) = line.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse().unwrap())
-                    })
-                    .expect("a content-length");
-                let body_start = end + 4;
-                if self.unread.len() >= body_start + length {
-                    let body = self.unread[body_start..body_start + length].to_vec();
-                    self.unread.drain(..body_start + length);
-                    let status = head[9..12].parse().unwrap();
-                    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                    return RawAnswer { status, head, json };
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the server closed the connection mid-answer");
-            self.unread.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// True when the server closes the connection (within 10 s) without
-    /// sending anything more.
-    async fn closed_by_server(&mut self) -> bool {
-        let mut rest = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut rest));
-        matches!(read.await, Ok(Ok(_))) && rest.is_empty() && self.unread.is_empty()
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-fn post(path: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-async fn start_session(raw: &mut Raw, name: &str) -> String {
-    raw.send(&post(
-        "/broadcast",
-        &format!(r#"{{"op":"start","name":"{name}"}}"#),
-    ))
-    .await;
-    let answer = raw.answer().await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.json["token"].as_str().unwrap().to_owned()
-}
-
-/// Starts a session on `raw`, reads its first poll and sends the next,
-/// which the server holds: nothing new has happened in the lobby. Returns
-/// the session's token.
-async fn hold_a_poll(raw: &mut Raw, name: &str) -> String {
-    let token = start_session(raw, name).await;
-    raw.send(&post("/poll", &format!(r#"{{"token":"{token}"}}"#)))
-        .await;
-    let first = raw.answer().await;
-    let cursor = &first.json["cursor"];
-    let next = format!(r#"{{"token":"{token}","channel":"lobby","cursor":{cursor}}}"#);
-    raw.send(&post("/poll", &next)).await;
-    token
-}
 
 #[tokio::test]
 async fn one_connection_serves_chat_requests_and_then_anything_else() {
@@ -301,7 +179,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
 #[tokio::test]
 async fn the_head_timeout_cuts_off_only_a_silent_head() {
     let server = TestServer::start_with(talk_server::Config {
-        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
         ..test_config()
     })
     .await;
@@ -329,7 +207,7 @@ async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
     // The connection's one timer is set 60 s ahead for the head; a poll
     // held 200 ms must move it, not wait for it.
     let server = TestServer::start_with(talk_server::Config {
-        header_read_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
         ..test_config()
     })
     .await;
