@@ -212,7 +212,10 @@ pub(crate) async fn serve(
                     return;
                 }
                 let read_ended = read_ended.into_inner();
-                return handover::serve(
+                // Boxed: hyper's connection is large, and in this future it
+                // would make every connection's task, held polls included,
+                // as large as the rare one handed over.
+                let handed = handover::serve(
                     stream,
                     pending,
                     handed_over,
@@ -220,8 +223,8 @@ pub(crate) async fn serve(
                     &connections,
                     read_ended,
                     watcher,
-                )
-                .await;
+                );
+                return Box::pin(handed).await;
             }
             Next::End => return,
         };
@@ -241,6 +244,11 @@ pub(crate) async fn serve(
                 let answer = poll::answer(app, request, &mut last_session, &waiter, |wait| {
                     poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
                 });
+                // Pinned here, in this future, and lent to the watch: taken
+                // by value, it would be kept twice in the connection's task
+                // (the watch's argument and its pinned copy), and a held
+                // poll costs what its task costs.
+                let answer = std::pin::pin!(answer);
                 let config = &app.config;
                 match watch_while_held(&mut stream, &mut pending, &read_ended, config, answer).await
                 {
@@ -259,7 +267,9 @@ pub(crate) async fn serve(
                 }
             }
             Ok(ChatRequest::Broadcast(request)) => {
-                match broadcast::answer(app, client_ip, request).await {
+                // Boxed for the same reason: a send is rarer than a poll,
+                // and its future larger than a held poll's.
+                match Box::pin(broadcast::answer(app, client_ip, request)).await {
                     Ok(json) => ok_answer(json.into()),
                     Err(error) => error_answer(app, error),
                 }
@@ -520,9 +530,8 @@ async fn watch_while_held<T>(
     pending: &mut Vec<u8>,
     read_ended: &AtomicBool,
     config: &Config,
-    answer: impl Future<Output = T>,
+    mut answer: Pin<&mut impl Future<Output = T>>,
 ) -> Option<T> {
-    tokio::pin!(answer);
     std::future::poll_fn(|cx| loop {
         if let Poll::Ready(answer) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answer));
