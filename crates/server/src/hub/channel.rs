@@ -17,6 +17,7 @@ use slab::Slab;
 use talk_protocol::{ChannelName, Cursor, Reset};
 use tokio::sync::oneshot;
 
+use super::answer::PollBody;
 use super::waiter::Parked;
 use crate::store::{self, SendKey, StoredEvent};
 
@@ -76,15 +77,6 @@ struct ParkedPoll {
 pub(crate) struct FanOut {
     pub(crate) body: PollBody,
     pub(super) waiters: Vec<Arc<dyn Parked>>,
-}
-
-/// A complete poll answer, encoded.
-#[derive(Clone)]
-pub(crate) struct PollBody {
-    /// The JSON of the answer.
-    pub(crate) json: Bytes,
-    /// How many events it carries, for metrics.
-    pub(crate) n_events: usize,
 }
 
 /// One channel of the hub.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::channel::PollBody;
+use super::answer::PollBody;
 
 /// How a parked poll's answer leaves: implemented by the HTTP layer.
 pub(crate) trait Deliver: Send + Sync + 'static {
