@@ -23,7 +23,8 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::http::connection::{parse_head, Head};
 use crate::http::cors::check_origin;
-use crate::http::request::{check_host, client_ip, decode_json, decode_versioned_json};
+use crate::http::host::check_host;
+use crate::http::request::{client_ip, decode_json, decode_versioned_json};
 
 /// Target `command`: `Command::parse` never panics, its errors can be
 /// shown, and a parsed command typed back as text parses to itself.

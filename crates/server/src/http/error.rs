@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use talk_protocol::{ErrorBody, ErrorDetail, InvalidValue};
 
-use super::request::HostError;
+use super::host::HostError;
 use crate::{command, hub, store};
 
 /// An error answer of the HTTP API.

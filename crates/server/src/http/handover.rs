@@ -32,9 +32,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+use super::host::check_host;
 use super::phase::{Activity, RequestClock};
 use super::registry::HandedOver;
-use super::request::check_host;
 use super::Connections;
 
 /// Serves the rest of the connection with hyper and the router; hyper

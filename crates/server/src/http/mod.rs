@@ -8,6 +8,7 @@ pub(crate) mod cors;
 mod date;
 pub(crate) mod error;
 mod handover;
+pub(crate) mod host;
 mod phase;
 mod registry;
 pub(crate) mod request;

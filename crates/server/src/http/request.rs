@@ -106,25 +106,6 @@ fn may_carry_version(bytes: &[u8]) -> bool {
     memchr::memchr(b'\\', bytes).is_some() || memchr::memmem::find(bytes, b"\"v\"").is_some()
 }
 
-/// What is wrong with a request's `Host` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HostError {
-    #[error("an HTTP/1.1 request needs a Host header")]
-    Missing,
-    #[error("a request may have one Host header, not {0}")]
-    Repeated(usize),
-}
-
-/// The rule of RFC 9112, section 3.2, for both fronts: an HTTP/1.1
-/// request has exactly one `Host` header, and no request has two.
-pub(crate) fn check_host(http_1_1: bool, n_hosts: usize) -> Result<(), HostError> {
-    match n_hosts {
-        0 if http_1_1 => Err(HostError::Missing),
-        0 | 1 => Ok(()),
-        n => Err(HostError::Repeated(n)),
-    }
-}
-
 /// The client's address in a trusted proxy's header: the last one listed.
 pub(crate) fn forwarded_ip(value: &[u8]) -> Option<IpAddr> {
     let value = std::str::from_utf8(value).ok()?;
@@ -245,16 +226,6 @@ mod tests {
         check_client_ip(&["10.0.0.1", "203.0.113.7"], "203.0.113.7");
         check_client_ip(&["junk", "::1"], "::1");
         check_client_ip(&["203.0.113.7", "junk"], "192.0.2.1");
-    }
-
-    #[test]
-    fn a_request_has_one_host_and_an_http_1_1_request_has_one() {
-        assert_eq!(check_host(true, 1), Ok(()));
-        assert_eq!(check_host(true, 0), Err(HostError::Missing));
-        assert_eq!(check_host(true, 2), Err(HostError::Repeated(2)));
-        assert_eq!(check_host(false, 0), Ok(()));
-        assert_eq!(check_host(false, 1), Ok(()));
-        assert_eq!(check_host(false, 3), Err(HostError::Repeated(3)));
     }
 
     #[test]
