@@ -31,8 +31,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use bytes::Bytes;
 use hyper_util::server::graceful::Watcher;
 use talk_protocol::{BroadcastRequest, PollRequest};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -41,6 +39,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::answer::{encode_answer, error_answer, ok_answer};
 use super::cors::{self, OriginCheck};
 use super::error::ApiError;
 use super::handover;
@@ -50,7 +49,7 @@ use super::registry::HandedOver;
 use super::request::{decode_json, forwarded_ip};
 use super::routes::{broadcast, poll};
 use super::socket_sink::SocketSink;
-use super::{AppState, Connections};
+use super::Connections;
 use crate::config::Config;
 use crate::hub::{Polled, Waiter};
 
@@ -99,13 +98,6 @@ pub(crate) enum Head {
     Chat(ChatHead),
     /// A request for hyper and the router.
     Other,
-}
-
-/// A chat answer, ready to be written.
-pub(super) struct Answer {
-    status: StatusCode,
-    json: Bytes,
-    retry_after_secs: Option<u64>,
 }
 
 /// The connection's one timer, for each wait it bounds in turn: the next
@@ -582,68 +574,6 @@ async fn poll_expiry(deadline: impl Future<Output = ()>, read_ended: &AtomicBool
         deadline.as_mut().poll(cx)
     })
     .await
-}
-
-pub(super) fn ok_answer(json: Bytes) -> Answer {
-    Answer {
-        status: StatusCode::OK,
-        json,
-        retry_after_secs: None,
-    }
-}
-
-fn error_answer(app: &AppState, error: ApiError) -> Answer {
-    app.metrics.error(error.code());
-    let (status, json, retry_after_secs) = error.answer_parts();
-    Answer {
-        status,
-        json: json.into(),
-        retry_after_secs,
-    }
-}
-
-/// The whole answer, head and body, for one write. Plain copies: `write!`
-/// cost more than the rest of the head together.
-pub(super) fn encode_answer(
-    answer: &Answer,
-    allow_origins: &[String],
-    origin: OriginCheck,
-    close: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(320 + answer.json.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(answer.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        answer
-            .status
-            .canonical_reason()
-            .unwrap_or("Unknown")
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in super::CHAT_HEADERS {
-        for part in [name, ": ", value, "\r\n"] {
-            out.extend_from_slice(part.as_bytes());
-        }
-    }
-    cors::write_answer_headers(&mut out, allow_origins, origin);
-    let mut digits = itoa::Buffer::new();
-    if let Some(seconds) = answer.retry_after_secs {
-        out.extend_from_slice(b"retry-after: ");
-        out.extend_from_slice(digits.format(seconds).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"date: ");
-    super::date::write_now(&mut out);
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(digits.format(answer.json.len()).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(&answer.json);
-    out
 }
 
 #[cfg(test)]

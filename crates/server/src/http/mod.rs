@@ -3,6 +3,7 @@
 //! Only this module and `protocol` know JSON and HTTP; handlers turn
 //! requests into hub calls and hub results into answers.
 
+mod answer;
 pub(crate) mod connection;
 pub(crate) mod cors;
 mod date;

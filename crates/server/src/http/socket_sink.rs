@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use super::connection::{encode_answer, ok_answer};
+use super::answer::{encode_answer, ok_answer};
 use super::cors::OriginCheck;
 use super::phase::{Activity, Phase};
 use super::Connections;
