@@ -12,6 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Run the chat server.
 #[derive(Debug, Args)]
+// The fields' doc comments are `talk serve --help`, where a plain URL
+// reads best.
+#[allow(rustdoc::bare_urls)]
 pub(crate) struct ServeArgs {
     /// The address to listen on; port 0 picks a free port.
     #[arg(long, env = "TALK_LISTEN", default_value = "0.0.0.0:8000")]
