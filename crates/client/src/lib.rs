@@ -4,7 +4,9 @@
 //! network blips and server restarts. [`Client::next_update`] hands over
 //! every event of the session's channel exactly once and in order, plus
 //! *resets* (replace what you show by the channel's recent history) and news
-//! about the connection. [`Client::send`] says something or runs a command,
+//! about the connection. An event of a type this build does not know (from
+//! a newer server) comes too, with the kind `EventKind::Unknown`: show
+//! nothing for it. [`Client::send`] says something or runs a command,
 //! and is retried with the same id until the server has it, exactly once.
 //! `Client` is cheap to clone: one task polls while others send.
 //!

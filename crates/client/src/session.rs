@@ -92,6 +92,8 @@ pub struct Identity {
 #[derive(Debug)]
 pub enum Update {
     /// Replace what is shown of the channel by `events` (its recent history).
+    /// A `reason` of `Reset::Unknown` (a newer server's) is a reset all the
+    /// same.
     Reset {
         /// The channel the events belong to.
         channel: String,
@@ -101,6 +103,14 @@ pub enum Update {
         events: Vec<Event>,
     },
     /// One new event, after every event delivered before it.
+    ///
+    /// An event of a type this build does not know (a newer server's) comes
+    /// too, with the kind `EventKind::Unknown`, as it does in a reset's
+    /// `events`: show nothing for it. It is handed over, not dropped, so
+    /// that a caller that follows where the stream is (waiting for its own
+    /// send's `seq` to come back, as `talk chat` does) sees it go by; a
+    /// caller matching on the kind, as every caller that shows events does,
+    /// passes over it with the other kinds it does not show.
     Event {
         /// The channel the event belongs to.
         channel: String,
@@ -719,11 +729,17 @@ mod tests {
             &["reset:games:7"],
         );
         check(&mut poll, answer("games", "g1", &[8], None), &["games:8"]);
+        // An event of a type this build does not know is handed over like
+        // any other, once, and counts as delivered.
+        let mut with_unknown = answer("games", "g1", &[9, 10], None);
+        with_unknown.events[1].kind = EventKind::Unknown;
+        check(&mut poll, with_unknown.clone(), &["games:9", "games:10"]);
+        check(&mut poll, with_unknown, &[]);
         assert_eq!(
             client.resume_point().cursor,
             Some(Cursor {
                 epoch: "g1".into(),
-                seq: 8
+                seq: 10
             })
         );
         assert_eq!(client.identity().channel, "games");

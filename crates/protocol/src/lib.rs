@@ -3,6 +3,19 @@
 //! These are the only serde types of the project: the server, the client
 //! library and every tool built on it speak through them, so the protocol
 //! document and the code cannot drift apart silently.
+//!
+//! # Values a newer server may add
+//!
+//! Version 1 may grow new event types, leave reasons, reset reasons and
+//! reply types (`docs/protocol.md`, "Versioning"). Each of these enums has
+//! an `Unknown` variant that such a value decodes as, so that one new event
+//! does not make a whole poll answer undecodable. Only the name chooses
+//! `Unknown`: a known type with a missing or wrong field is still an error.
+//! `Unknown` keeps nothing of the value it stands for (a client cannot show
+//! what it does not know, and `Reset` and `LeaveReason` stay `Copy`), and it
+//! encodes as `unknown`, a name the protocol reserves, which decodes as
+//! `Unknown` again; so encoding never fails. Only decoding makes one: the
+//! server never sends `unknown`.
 
 mod cursor;
 mod names;
@@ -144,6 +157,10 @@ pub enum Reply {
         /// Every command with a line about it.
         commands: Vec<CommandHelp>,
     },
+    /// A reply of a type this build does not know, from a newer server:
+    /// the command went through, and there is nothing here to show.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A channel in a `/list` reply.
@@ -202,16 +219,21 @@ pub enum Reset {
     Gap,
     /// The cursor is from an earlier life of the channel's history.
     Epoch,
+    /// A reason this build does not know, from a newer server: the answer
+    /// still replaces the view.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Reset {
-    /// The wire name, as in the `reset` field.
+    /// The wire name, as in the `reset` field (`unknown` for `Unknown`).
     pub fn as_str(self) -> &'static str {
         match self {
             Reset::Start => "start",
             Reset::Switch => "switch",
             Reset::Gap => "gap",
             Reset::Epoch => "epoch",
+            Reset::Unknown => "unknown",
         }
     }
 }
@@ -274,6 +296,10 @@ pub enum EventKind {
     },
     /// The person changed color to `color`.
     Color,
+    /// An event of a type this build does not know, from a newer server:
+    /// show nothing for it. It still has its place in the stream (`seq`).
+    #[serde(other)]
+    Unknown,
 }
 
 /// Why a person left a channel.
@@ -286,6 +312,10 @@ pub enum LeaveReason {
     Quit,
     /// Stopped polling for longer than the grace period.
     Timeout,
+    /// A reason this build does not know, from a newer server: the person
+    /// went all the same.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The body of every error answer.
@@ -392,6 +422,253 @@ mod tests {
             r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"join"}"#,
             EventKind::Join,
         );
+    }
+
+    /// Decodes `json` as a `T`, checks it is `expected`, and that the value
+    /// encodes back to `json`, byte for byte.
+    fn check_wire<T>(json: &str, expected: T)
+    where
+        T: for<'de> Deserialize<'de> + Serialize + PartialEq + std::fmt::Debug,
+    {
+        let decoded: T = from_json(json.as_bytes()).unwrap();
+        assert_eq!(decoded, expected);
+        assert_eq!(String::from_utf8(to_json(&decoded)).unwrap(), json);
+    }
+
+    #[test]
+    fn known_values_keep_their_wire_form() {
+        let event = |kind| Event {
+            seq: 1,
+            ts: 2,
+            from: "a".into(),
+            color: "ffffff".into(),
+            kind,
+        };
+        let head = r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"#;
+        let message = EventKind::Message {
+            text: "hi".into(),
+            id: "x".into(),
+        };
+        let me = EventKind::Me {
+            text: "waves".into(),
+            id: "y".into(),
+        };
+        let leave = |reason| EventKind::Leave { reason };
+        for (tail, kind) in [
+            (r#""message","text":"hi","id":"x"}"#, message),
+            (r#""me","text":"waves","id":"y"}"#, me),
+            (r#""join"}"#, EventKind::Join),
+            (r#""leave","reason":"exit"}"#, leave(LeaveReason::Exit)),
+            (r#""leave","reason":"quit"}"#, leave(LeaveReason::Quit)),
+            (
+                r#""leave","reason":"timeout"}"#,
+                leave(LeaveReason::Timeout),
+            ),
+            (r#""nick","to":"b"}"#, EventKind::Nick { to: "b".into() }),
+            (r#""color"}"#, EventKind::Color),
+        ] {
+            check_wire(&format!("{head}{tail}"), event(kind));
+        }
+        for (json, reset) in [
+            (r#""start""#, Reset::Start),
+            (r#""switch""#, Reset::Switch),
+            (r#""gap""#, Reset::Gap),
+            (r#""epoch""#, Reset::Epoch),
+        ] {
+            check_wire(json, reset);
+            assert_eq!(format!("\"{}\"", reset.as_str()), json);
+        }
+        let reply = |reply| SendAnswer {
+            ok: true,
+            seq: None,
+            duplicate: false,
+            reply: Some(reply),
+        };
+        for (json, expected) in [
+            (
+                r#"{"ok":true,"reply":{"type":"joined","channel":"games"}}"#,
+                Reply::Joined {
+                    channel: "games".into(),
+                },
+            ),
+            (
+                r#"{"ok":true,"reply":{"type":"list","channels":[{"name":"lobby","members":3}]}}"#,
+                Reply::List {
+                    channels: vec![ChannelInfo {
+                        name: "lobby".into(),
+                        members: 3,
+                    }],
+                },
+            ),
+            (
+                r#"{"ok":true,"reply":{"type":"who","channel":"lobby","members":[{"name":"a","color":"ffffff"}]}}"#,
+                Reply::Who {
+                    channel: "lobby".into(),
+                    members: vec![Member {
+                        name: "a".into(),
+                        color: "ffffff".into(),
+                    }],
+                },
+            ),
+            (
+                r#"{"ok":true,"reply":{"type":"nick","name":"b"}}"#,
+                Reply::Nick { name: "b".into() },
+            ),
+            (
+                r#"{"ok":true,"reply":{"type":"color","color":"66ccff"}}"#,
+                Reply::Color {
+                    color: "66ccff".into(),
+                },
+            ),
+            (
+                r#"{"ok":true,"reply":{"type":"help","commands":[{"usage":"/who","about":"who is here"}]}}"#,
+                Reply::Help {
+                    commands: vec![CommandHelp {
+                        usage: "/who".into(),
+                        about: "who is here".into(),
+                    }],
+                },
+            ),
+        ] {
+            check_wire(json, reply(expected));
+        }
+    }
+
+    /// Checks that `json` decodes as `expected`; notes in `wrong` when not.
+    fn check_decodes<T>(json: &str, expected: T, wrong: &mut Vec<String>)
+    where
+        T: for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        match from_json::<T>(json.as_bytes()) {
+            Ok(decoded) if decoded == expected => {}
+            other => wrong.push(format!("{json} decoded as {other:?}")),
+        }
+    }
+
+    /// What a newer server may send: an event type, a leave reason, a reset
+    /// value and a reply type this build does not know.
+    #[test]
+    fn values_of_a_newer_server_decode_as_unknown() {
+        let mut wrong = Vec::new();
+        let event = |seq, kind| Event {
+            seq,
+            ts: 2,
+            from: "ada".into(),
+            color: "ff8800".into(),
+            kind,
+        };
+        let head = r#"{"seq":4,"ts":2,"from":"ada","color":"ff8800","type":"#;
+        for (tail, kind) in [
+            (r#""reaction","on":3,"emoji":"+1"}"#, EventKind::Unknown),
+            (r#""topic"}"#, EventKind::Unknown),
+            (r#""message_deleted","id":{"of":"m3"}}"#, EventKind::Unknown),
+            (
+                r#""leave","reason":"kicked","by":"bob"}"#,
+                EventKind::Leave {
+                    reason: LeaveReason::Unknown,
+                },
+            ),
+        ] {
+            check_decodes(&format!("{head}{tail}"), event(4, kind), &mut wrong);
+        }
+        check_decodes(r#""purge""#, Reset::Unknown, &mut wrong);
+        check_decodes(
+            r#"{"ok":true,"seq":7,"reply":{"type":"poll","question":"tea?"}}"#,
+            SendAnswer {
+                ok: true,
+                seq: Some(7),
+                duplicate: false,
+                reply: Some(Reply::Unknown),
+            },
+            &mut wrong,
+        );
+        // An event of an unknown type between known ones, in a whole answer.
+        let message = |seq: u64| EventKind::Message {
+            text: format!("m{seq}"),
+            id: format!("i{seq}"),
+        };
+        check_decodes(
+            r#"{"channel":"lobby","cursor":"e1:5","events":[
+                {"seq":3,"ts":2,"from":"ada","color":"ff8800","type":"message","text":"m3","id":"i3"},
+                {"seq":4,"ts":2,"from":"ada","color":"ff8800","type":"reaction","on":3},
+                {"seq":5,"ts":2,"from":"ada","color":"ff8800","type":"message","text":"m5","id":"i5"}]}"#,
+            PollAnswer {
+                channel: "lobby".into(),
+                cursor: Cursor {
+                    epoch: "e1".into(),
+                    seq: 5,
+                },
+                events: vec![
+                    event(3, message(3)),
+                    event(4, EventKind::Unknown),
+                    event(5, message(5)),
+                ],
+                reset: None,
+                reconnect: false,
+            },
+            &mut wrong,
+        );
+        check_decodes(
+            r#"{"channel":"lobby","cursor":"e1:5","events":[],"reset":"purge"}"#,
+            PollAnswer {
+                channel: "lobby".into(),
+                cursor: Cursor {
+                    epoch: "e1".into(),
+                    seq: 5,
+                },
+                events: vec![],
+                reset: Some(Reset::Unknown),
+                reconnect: false,
+            },
+            &mut wrong,
+        );
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// `Unknown` stands for a type or value only by its name: a known type
+    /// with a field missing or wrong is still an error, not an unknown.
+    #[test]
+    fn known_types_with_bad_fields_are_still_refused() {
+        for json in [
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"nick"}"#,
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"message","text":5,"id":"x"}"#,
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"leave"}"#,
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff","type":"leave","reason":7}"#,
+            r#"{"seq":1,"ts":2,"from":"a","color":"ffffff"}"#,
+            r#"{"ts":2,"from":"a","color":"ffffff","type":"reaction"}"#,
+        ] {
+            assert!(from_json::<Event>(json.as_bytes()).is_err(), "{json}");
+        }
+        for json in [r#"{"type":"who","channel":"lobby"}"#, r#"{"channel":"x"}"#] {
+            assert!(from_json::<Reply>(json.as_bytes()).is_err(), "{json}");
+        }
+        assert!(from_json::<Reset>(b"3").is_err());
+    }
+
+    /// An `Unknown` keeps nothing of what it stood for and encodes as the
+    /// reserved name `unknown`, which decodes as `Unknown` again.
+    #[test]
+    fn unknown_values_encode_as_the_reserved_name() {
+        let event = Event {
+            seq: 4,
+            ts: 2,
+            from: "ada".into(),
+            color: "ff8800".into(),
+            kind: EventKind::Unknown,
+        };
+        check_wire(
+            r#"{"seq":4,"ts":2,"from":"ada","color":"ff8800","type":"unknown"}"#,
+            event,
+        );
+        check_wire(
+            r#"{"type":"leave","reason":"unknown"}"#,
+            EventKind::Leave {
+                reason: LeaveReason::Unknown,
+            },
+        );
+        check_wire(r#"{"type":"unknown"}"#, Reply::Unknown);
+        check_wire(r#""unknown""#, Reset::Unknown);
+        assert_eq!(Reset::Unknown.as_str(), "unknown");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! reply or refusal, in plain text (optionally with colored names) or JSON.
 //!
 //! The plain text format is stable, because scripts read it; it is
-//! documented in `crates/term/README-snippet.md`. Text from other people is
+//! documented in README.md (`talk chat`, piped mode). Text from other people is
 //! shown as text: control characters, which could move the cursor or change
 //! colors, are replaced before anything reaches the terminal.
 
@@ -47,11 +47,12 @@ pub(crate) fn printable(text: &str) -> String {
         .collect()
 }
 
-/// The line for one event of `channel`.
-pub(crate) fn event_line(style: Style, channel: &str, event: &Event) -> String {
+/// The line for one event of `channel`; none for an event of a type this
+/// build does not know (a newer server's), as the protocol asks.
+pub(crate) fn event_line(style: Style, channel: &str, event: &Event) -> Option<String> {
     let who = style.name(&event.from, &event.color);
     let channel = printable(channel);
-    match &event.kind {
+    Some(match &event.kind {
         EventKind::Message { text, .. } => format!("{who}: {}", printable(text)),
         EventKind::Me { text, .. } => format!("* {who} {}", printable(text)),
         EventKind::Join => format!("-> {who} joined {channel}"),
@@ -59,12 +60,14 @@ pub(crate) fn event_line(style: Style, channel: &str, event: &Event) -> String {
             LeaveReason::Exit => format!("<- {who} left {channel}"),
             LeaveReason::Quit => format!("<- {who} quit"),
             LeaveReason::Timeout => format!("<- {who} timed out"),
+            LeaveReason::Unknown => format!("<- {who} left"),
         },
         EventKind::Nick { to } => {
             format!("~ {who} is now {}", style.name(to, &event.color))
         }
         EventKind::Color => format!("~ {who} changed color to {}", printable(&event.color)),
-    }
+        EventKind::Unknown => return None,
+    })
 }
 
 /// The line that starts a reset: what follows replaces the view.
@@ -72,12 +75,13 @@ pub(crate) fn reset_line(channel: &str, reason: Reset) -> String {
     let channel = printable(channel);
     match reason {
         Reset::Start | Reset::Switch => format!("== {channel}"),
-        Reset::Gap | Reset::Epoch => format!("== {channel} (history reloaded)"),
+        Reset::Gap | Reset::Epoch | Reset::Unknown => format!("== {channel} (history reloaded)"),
     }
 }
 
 /// The lines for a command's reply. `Joined` has none: the reset of the new
-/// channel that follows says it.
+/// channel that follows says it. A reply this build does not know (to a
+/// newer server's command) says only that the command went through.
 pub(crate) fn reply_lines(style: Style, reply: &Reply) -> Vec<String> {
     match reply {
         Reply::Joined { .. } => vec![],
@@ -115,6 +119,7 @@ pub(crate) fn reply_lines(style: Style, reply: &Reply) -> Vec<String> {
                 )
             })
             .collect(),
+        Reply::Unknown => vec!["-- done (a reply this version of talk cannot show)".to_owned()],
     }
 }
 
@@ -129,15 +134,19 @@ pub(crate) fn error_line(error: &talk_client::Error) -> String {
 /// JSON lines, for `--json`: every line is one JSON object.
 pub(crate) mod json {
     use serde_json::{json, Value};
-    use talk_client::protocol::{Event, Reply, Reset};
+    use talk_client::protocol::{Event, EventKind, Reply, Reset};
 
-    /// An event: the protocol's event object with its `channel` added.
-    pub(crate) fn event(channel: &str, event: &Event) -> String {
+    /// An event: the protocol's event object with its `channel` added;
+    /// none for an event of a type this build does not know.
+    pub(crate) fn event(channel: &str, event: &Event) -> Option<String> {
+        if event.kind == EventKind::Unknown {
+            return None;
+        }
         let mut value = serde_json::to_value(event).expect("events serialize");
         if let Value::Object(fields) = &mut value {
             fields.insert("channel".to_owned(), Value::from(channel));
         }
-        value.to_string()
+        Some(value.to_string())
     }
 
     /// A reset: `{"reset": "start", "channel": "lobby"}`.
@@ -179,8 +188,10 @@ mod tests {
         }
     }
 
+    /// Checks the line shown for an event of `kind`; `""` stands for none.
     fn check(kind: EventKind, expected: &str) {
-        assert_eq!(event_line(PLAIN, "lobby", &event(kind)), expected);
+        let line = event_line(PLAIN, "lobby", &event(kind));
+        assert_eq!(line.unwrap_or_default(), expected);
     }
 
     #[test]
@@ -205,17 +216,20 @@ mod tests {
         check(leave(LeaveReason::Exit), "<- ada left lobby");
         check(leave(LeaveReason::Quit), "<- ada quit");
         check(leave(LeaveReason::Timeout), "<- ada timed out");
+        check(leave(LeaveReason::Unknown), "<- ada left");
         check(EventKind::Nick { to: "bob".into() }, "~ ada is now bob");
         check(EventKind::Color, "~ ada changed color to ff8800");
+        check(EventKind::Unknown, "");
     }
 
     #[test]
     fn names_in_truecolor_when_colors_are_on() {
-        let line = event_line(COLORS, "lobby", &event(EventKind::Join));
+        let line = event_line(COLORS, "lobby", &event(EventKind::Join)).unwrap();
         assert_eq!(line, "-> \x1b[38;2;255;136;0mada\x1b[0m joined lobby");
         let mut odd = event(EventKind::Join);
         odd.color = "not-a-color".into();
-        assert_eq!(event_line(COLORS, "lobby", &odd), "-> ada joined lobby");
+        let line = event_line(COLORS, "lobby", &odd).unwrap();
+        assert_eq!(line, "-> ada joined lobby");
     }
 
     #[test]
@@ -223,6 +237,10 @@ mod tests {
         assert_eq!(reset_line("games", Reset::Switch), "== games");
         assert_eq!(
             reset_line("games", Reset::Gap),
+            "== games (history reloaded)"
+        );
+        assert_eq!(
+            reset_line("games", Reset::Unknown),
             "== games (history reloaded)"
         );
         let check_reply = |reply: Reply, expected: &[&str]| {
@@ -272,6 +290,10 @@ mod tests {
             },
             &["-- your color is now 66ccff"],
         );
+        check_reply(
+            Reply::Unknown,
+            &["-- done (a reply this version of talk cannot show)"],
+        );
     }
 
     #[test]
@@ -282,7 +304,8 @@ mod tests {
                 text: "hi".into(),
                 id: "x".into(),
             }),
-        );
+        )
+        .unwrap();
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["channel"], "lobby");
         assert_eq!(value["type"], "message");
@@ -295,6 +318,31 @@ mod tests {
         assert_eq!(
             json::reply(&Reply::Nick { name: "bo".into() }),
             r#"{"reply":{"name":"bo","type":"nick"}}"#
+        );
+    }
+
+    /// What a newer server sends that this build does not know shows as
+    /// `unknown` where it is part of something shown, and not at all when
+    /// it is a whole event.
+    #[test]
+    fn json_lines_of_values_this_build_does_not_know() {
+        assert_eq!(json::event("lobby", &event(EventKind::Unknown)), None);
+        let leave = EventKind::Leave {
+            reason: LeaveReason::Unknown,
+        };
+        let line = json::event("lobby", &event(leave)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (&value["type"], &value["reason"]),
+            (&"leave".into(), &"unknown".into())
+        );
+        assert_eq!(
+            json::reset("lobby", Reset::Unknown),
+            r#"{"channel":"lobby","reset":"unknown"}"#
+        );
+        assert_eq!(
+            json::reply(&Reply::Unknown),
+            r#"{"reply":{"type":"unknown"}}"#
         );
     }
 }

@@ -120,10 +120,14 @@ impl View {
     }
 
     fn event(&self, channel: &str, event: &talk_client::protocol::Event) -> std::io::Result<()> {
-        if self.json {
-            self.out(&format::json::event(channel, event))
+        let line = if self.json {
+            format::json::event(channel, event)
         } else {
-            self.out(&format::event_line(self.style, channel, event))
+            format::event_line(self.style, channel, event)
+        };
+        match line {
+            Some(line) => self.out(&line),
+            None => Ok(()),
         }
     }
 
@@ -182,4 +186,78 @@ pub(crate) async fn show_updates(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use talk_client::protocol::{Event, EventKind, Reset};
+
+    use super::*;
+
+    /// A view that collects the lines it prints.
+    fn collecting_view() -> (View, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let printed = Arc::clone(&lines);
+        let printer: SharedPrinter = Arc::new(Mutex::new(move |text: String| {
+            printed.lock().unwrap().push(text.trim_end().to_owned());
+        }));
+        let view = View {
+            style: Style { colors: false },
+            json: false,
+            screen: Screen::Editor(printer),
+        };
+        (view, lines)
+    }
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            seq,
+            ts: 0,
+            from: "ada".into(),
+            color: "ff8800".into(),
+            kind,
+        }
+    }
+
+    /// Events of a type this build does not know show nothing, in a reset's
+    /// history as on their own, and the events around them show as usual.
+    #[test]
+    fn events_of_unknown_types_show_nothing() {
+        let (view, lines) = collecting_view();
+        let message = |text: &str| EventKind::Message {
+            text: text.into(),
+            id: "x".into(),
+        };
+        let updates = [
+            Update::Reset {
+                channel: "lobby".into(),
+                reason: Reset::Unknown,
+                events: vec![
+                    event(1, EventKind::Join),
+                    event(2, EventKind::Unknown),
+                    event(3, message("before")),
+                ],
+            },
+            Update::Event {
+                channel: "lobby".into(),
+                event: event(4, EventKind::Unknown),
+            },
+            Update::Event {
+                channel: "lobby".into(),
+                event: event(5, message("after")),
+            },
+        ];
+        for update in &updates {
+            view.update(update).unwrap();
+        }
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                "== lobby (history reloaded)",
+                "-> ada joined lobby",
+                "ada: before",
+                "ada: after"
+            ]
+        );
+    }
 }

@@ -2,7 +2,11 @@
 //! receive, resume after a gap, a session the server forgot, retries and
 //! rate limits, leaving. (The server killed with `kill -9` and restarted is
 //! in `crates/talk/tests/client_restart.rs`, which runs the real binary.)
+//! What only a newer server sends is in `newer_server.rs`, against a canned
+//! server.
 
+mod canned;
+mod newer_server;
 mod server;
 
 use std::time::Duration;
