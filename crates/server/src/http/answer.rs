@@ -2,12 +2,14 @@
 //! its encoding as the bytes of one HTTP/1.1 response, written by the
 //! connection's task or, for a held poll, by the publish (`socket_sink`).
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 
 use super::cors::{self, OriginCheck};
+use super::date;
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 
 /// A chat answer, ready to be written.
 pub(super) struct Answer {
@@ -56,7 +58,7 @@ pub(super) fn encode_answer(
             .as_bytes(),
     );
     out.extend_from_slice(b"\r\n");
-    for (name, value) in super::CHAT_HEADERS {
+    for (name, value) in CHAT_HEADERS {
         for part in [name, ": ", value, "\r\n"] {
             out.extend_from_slice(part.as_bytes());
         }
@@ -72,10 +74,32 @@ pub(super) fn encode_answer(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
-    super::date::write_now(&mut out);
+    date::write_now(&mut out);
     out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(digits.format(answer.json.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&answer.json);
     out
 }
+
+/// The answer to a chat request: JSON, never stored by caches, never
+/// buffered by proxies, and with its length (`Bytes` bodies are not chunked).
+pub(crate) fn chat_answer(json: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(json.into());
+    let headers = response.headers_mut();
+    for (name, value) in CHAT_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+/// The headers of every chat answer, whichever path writes it: JSON, never
+/// stored by caches, never buffered by nginx (`x-accel-buffering`).
+pub(crate) const CHAT_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "application/json"),
+    ("cache-control", "no-store"),
+    ("x-accel-buffering", "no"),
+];

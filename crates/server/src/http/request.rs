@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 
 /// A protocol request read from a JSON body, whatever its content type.
 pub(crate) struct JsonBody<T>(pub(crate) T);

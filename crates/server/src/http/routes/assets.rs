@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::http::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::widget;
 
 pub(crate) async fn asset(

@@ -9,9 +9,10 @@ use talk_protocol::{
     BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
 };
 
+use crate::http::answer::chat_answer;
 use crate::http::error::ApiError;
 use crate::http::request::{ClientIp, JsonBody};
-use crate::http::{chat_answer, AppState};
+use crate::http::state::AppState;
 use crate::{command, hub};
 
 pub(crate) async fn broadcast(

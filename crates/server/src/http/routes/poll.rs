@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::response::Response;
 use talk_protocol::{ChannelName, PollRequest};
 
+use crate::http::answer::chat_answer;
 use crate::http::error::ApiError;
 use crate::http::request::JsonBody;
-use crate::http::{chat_answer, AppState};
+use crate::http::state::AppState;
 use crate::hub::{Deliver, Polled, Session, Waiter, WakeTask};
 
 pub(crate) async fn poll(

@@ -32,10 +32,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use super::host::check_host;
-use super::phase::{Activity, RequestClock};
-use super::registry::HandedOver;
-use super::Connections;
+use crate::http::host::check_host;
+use crate::http::phase::{Activity, RequestClock};
+use crate::http::registry::HandedOver;
+use crate::http::state::Connections;
 
 /// Serves the rest of the connection with hyper and the router; hyper
 /// reads `read_first` (what the lean path read of the request) first.

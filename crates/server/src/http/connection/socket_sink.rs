@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use super::answer::{encode_answer, ok_answer};
-use super::cors::OriginCheck;
-use super::phase::{Activity, Phase};
-use super::Connections;
-use crate::hub::{Deliver, Delivery, PollBody};
+use crate::http::answer::{encode_answer, ok_answer};
+use crate::http::cors::OriginCheck;
+use crate::http::phase::{Activity, Phase};
+use crate::http::registry::LeanConnection;
+use crate::http::state::Connections;
+use crate::hub::{Deliver, Delivery, PollBody, Waiter};
 
 /// A connection's write half, and what the answer to its held poll needs.
 pub(crate) struct SocketSink {
@@ -85,15 +86,22 @@ impl SocketSink {
         }
     }
 
-    /// Shuts the socket down both ways, so that the connection's task,
-    /// waiting for bytes, finds it closed, and the client learns at once.
-    pub(crate) fn shut_down(&self) {
-        let _ = socket2::SockRef::from(self.write.as_ref()).shutdown(std::net::Shutdown::Both);
-    }
-
     /// The write half, to give the connection back whole.
     pub(crate) fn into_write_half(self) -> OwnedWriteHalf {
         self.write
+    }
+}
+
+/// The registry of connections reaches a lean connection through the
+/// waiter its polls park, which holds the sink.
+impl LeanConnection for Waiter<SocketSink> {
+    fn phase(&self) -> &Phase {
+        &self.sink().phase
+    }
+
+    fn shut_down(&self) {
+        let write = self.sink().write.as_ref();
+        let _ = socket2::SockRef::from(write).shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -20,138 +20,57 @@
 //! of its first byte, whichever front ends up reading it: a connection
 //! handed over mid-request keeps the deadline this module started
 //! (`handover.rs`).
+//!
+//! The parts, each importing only those below it: `head.rs` reads a
+//! request head; `alarm.rs` is the timer that bounds each wait;
+//! `socket_sink.rs` is the write half that a publish writes a held poll's
+//! answer to; `handover.rs` serves the rest of a connection with hyper.
+//! This file is the connection's loop.
+
+mod alarm;
+mod handover;
+mod head;
+mod socket_sink;
+
+pub(crate) use self::head::{parse_head, Head};
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use hyper_util::server::graceful::Watcher;
 use talk_protocol::{BroadcastRequest, PollRequest};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::answer::{encode_answer, error_answer, ok_answer};
-use super::cors::{self, OriginCheck};
-use super::error::ApiError;
-use super::handover;
-use super::host::check_host;
-use super::phase::{Activity, Phase};
-use super::registry::HandedOver;
-use super::request::{decode_json, forwarded_ip};
-use super::routes::{broadcast, poll};
-use super::socket_sink::SocketSink;
-use super::Connections;
+use self::alarm::Alarm;
+use self::head::{ChatHead, ChatRoute, MAX_HEAD_BYTES};
+use self::socket_sink::SocketSink;
 use crate::config::Config;
+use crate::http::answer::{encode_answer, error_answer, ok_answer};
+use crate::http::error::ApiError;
+use crate::http::phase::{Activity, Phase};
+use crate::http::registry::HandedOver;
+use crate::http::request::decode_json;
+use crate::http::routes::{broadcast, poll};
+use crate::http::state::Connections;
 use crate::hub::{Polled, Waiter};
 
 /// The most bytes read from the socket at once; the buffer that keeps them
 /// is only as large as what arrived.
 const READ_CHUNK: usize = 4096;
 
-/// A request head longer than this goes to hyper, which has its own limits.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
-
-/// The spacing of the grid that long waits end on (see [`Alarm`]).
-const DEADLINE_GRID: Duration = Duration::from_millis(250);
-
-/// Waits shorter than this end when asked, not on the grid.
-const SHORTEST_GRIDDED_WAIT: Duration = Duration::from_secs(1);
-
-/// The most headers parsed here; a request with more goes to hyper.
-const MAX_HEADERS: usize = 32;
-
 /// How many bytes a client may send ahead while its poll is held (a
 /// pipelined request); more, and the connection is closed.
 const MAX_READ_AHEAD: usize = 64 * 1024;
-
-/// The two chat endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChatRoute {
-    Poll,
-    Broadcast,
-}
-
-/// A chat request's head, with what the answer needs to know of it.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct ChatHead {
-    pub(crate) route: ChatRoute,
-    pub(crate) head_len: usize,
-    pub(crate) body_len: usize,
-    pub(crate) origin: OriginCheck,
-    pub(crate) forwarded_ip: Option<IpAddr>,
-    /// The client asked to close the connection after this answer.
-    pub(crate) close: bool,
-}
-
-/// What the next request on a connection is.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Head {
-    Chat(ChatHead),
-    /// A request for hyper and the router.
-    Other,
-}
-
-/// The connection's one timer, for each wait it bounds in turn: the next
-/// request's head, then the poll that request holds.
-///
-/// A timer per wait showed in fan-out profiles: each was entered into
-/// tokio's timer wheel and taken out again, twice per poll. This one moves
-/// only when a wait's deadline is earlier than the timer's, or when the
-/// timer fires before the deadline of the wait at hand, so a busy
-/// connection touches the wheel about once per timeout rather than twice
-/// per request.
-///
-/// A wait of a second or more ends on a grid of [`DEADLINE_GRID`] shared by
-/// every connection, up to one step before its deadline. Held polls time
-/// out a few hundred a second at 19,000 pollers, each at its own moment,
-/// and the server woke up for each of them and again for each poll that
-/// followed (about 60 µs of CPU per idle answer, against 20 in a
-/// broadcast's burst); on the grid they time out in batches.
-///
-/// The timer itself lives in the connection's future (pinned there), not
-/// in an allocation of its own: that cost 0.1 KiB per held poll.
-struct Alarm<'timer> {
-    sleep: Pin<&'timer mut Sleep>,
-    grid_origin: Instant,
-}
-
-impl Alarm<'_> {
-    /// Completes at `deadline`, or on the grid step before it.
-    async fn until(&mut self, deadline: Instant) {
-        let deadline = on_grid(deadline, Instant::now(), self.grid_origin);
-        if self.sleep.deadline() > deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        loop {
-            self.sleep.as_mut().await;
-            if Instant::now() >= deadline {
-                return;
-            }
-            self.sleep.as_mut().reset(deadline);
-        }
-    }
-}
-
-/// `deadline` moved back to the grid step at or before it, when it is at
-/// least [`SHORTEST_GRIDDED_WAIT`] after `now`.
-fn on_grid(deadline: Instant, now: Instant, grid_origin: Instant) -> Instant {
-    if deadline < now + SHORTEST_GRIDDED_WAIT {
-        return deadline;
-    }
-    let since_origin = deadline.duration_since(grid_origin);
-    let past_step =
-        Duration::from_nanos((since_origin.as_nanos() % DEADLINE_GRID.as_nanos()) as u64);
-    deadline - past_step
-}
 
 /// Serves one connection until it closes. `watcher` makes a graceful
 /// shutdown wait for this connection.
@@ -390,86 +309,6 @@ async fn reunite(read: OwnedReadHalf, mut waiter: Arc<Waiter<SocketSink>>) -> Op
     None
 }
 
-/// Parses the head in `bytes`: `None` while it is incomplete.
-pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Option<Head> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let head_len = match request.parse(bytes) {
-        Ok(httparse::Status::Complete(head_len)) => head_len,
-        Ok(httparse::Status::Partial) => return None,
-        Err(_) => return Some(Head::Other),
-    };
-    let route = match (request.method, request.path, request.version) {
-        (Some("POST"), Some("/poll"), Some(1)) => ChatRoute::Poll,
-        (Some("POST"), Some("/broadcast"), Some(1)) => ChatRoute::Broadcast,
-        _ => return Some(Head::Other),
-    };
-    let mut body_len = None;
-    let mut origin = None;
-    let mut forwarded = None;
-    let mut close = false;
-    let mut n_hosts = 0;
-    for header in request.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("host") {
-            n_hosts += 1;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            // Digits only (`usize::from_str` would also take a sign).
-            let length = Some(header.value)
-                .filter(|value| !value.is_empty() && value.iter().all(u8::is_ascii_digit))
-                .and_then(|value| std::str::from_utf8(value).ok()?.parse::<usize>().ok());
-            match (body_len, length) {
-                (None, Some(length)) => body_len = Some(length),
-                // Repeated or unreadable: let hyper judge it.
-                _ => return Some(Head::Other),
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-            || name.eq_ignore_ascii_case("upgrade")
-        {
-            return Some(Head::Other);
-        } else if name.eq_ignore_ascii_case("connection") {
-            // Any of them, as hyper reads them.
-            close |= header
-                .value
-                .split(|byte| *byte == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
-        } else if name.eq_ignore_ascii_case("origin") {
-            // The first, as the router and the CORS layer read it.
-            origin = origin.or(Some(header.value));
-        } else if config
-            .client_ip_header
-            .as_deref()
-            .is_some_and(|proxy_header| name.eq_ignore_ascii_case(proxy_header))
-        {
-            forwarded = forwarded_ip(header.value);
-        }
-    }
-    // The router answers a request without exactly one `Host` (the route
-    // is HTTP/1.1 only).
-    if check_host(true, n_hosts).is_err() {
-        return Some(Head::Other);
-    }
-    let body_len = match body_len {
-        Some(length) if length <= config.max_body_bytes => length,
-        // No length (hyper reads an empty body) or too long (hyper answers 413).
-        _ => return Some(Head::Other),
-    };
-    let origin = cors::check_origin(&config.allow_origins, origin);
-    if origin == OriginCheck::Refused {
-        // The router writes the refusal (see `cors::grant_refusal`).
-        return Some(Head::Other);
-    }
-    Some(Head::Chat(ChatHead {
-        route,
-        head_len,
-        body_len,
-        origin,
-        forwarded_ip: forwarded,
-        close,
-    }))
-}
-
 /// A decoded chat request.
 enum ChatRequest {
     Poll(PollRequest),
@@ -574,100 +413,4 @@ async fn poll_expiry(deadline: impl Future<Output = ()>, read_ended: &AtomicBool
         deadline.as_mut().poll(cx)
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `on_grid` for a deadline `wait_ms` after a `now` that is `now_ms`
-    /// after the grid's origin, as milliseconds after `now`.
-    fn check(now_ms: u64, wait_ms: u64, expected_ms: u64) {
-        let origin = Instant::now();
-        let now = origin + Duration::from_millis(now_ms);
-        let deadline = on_grid(now + Duration::from_millis(wait_ms), now, origin);
-        assert_eq!(
-            deadline.duration_since(now),
-            Duration::from_millis(expected_ms),
-            "now {now_ms} ms, wait {wait_ms} ms"
-        );
-    }
-
-    #[test]
-    fn long_waits_end_on_the_grid_step_at_or_before_their_deadline() {
-        // Short waits end when asked.
-        check(0, 0, 0);
-        check(130, 200, 200);
-        check(130, 999, 999);
-        // Long ones move back to the step at or before the deadline.
-        check(0, 1_000, 1_000);
-        check(130, 1_000, 870);
-        check(130, 25_000, 24_870);
-        check(100, 25_150, 25_150);
-        check(100, 25_149, 24_900);
-        check(7_777, 27_500, 27_473);
-    }
-
-    /// Checks what `parse_head` reads from a `POST /poll` head with these
-    /// header lines: `(origin check, forwarded address, close)`; a refused
-    /// origin's request goes to the router.
-    fn check_head(header_lines: &str, expected: (OriginCheck, Option<IpAddr>, bool)) {
-        let config = Config {
-            allow_origins: vec!["https://chat.example".into()],
-            client_ip_header: Some("x-forwarded-for".into()),
-            ..Config::default()
-        };
-        let head =
-            format!("POST /poll HTTP/1.1\r\nhost: t\r\n{header_lines}content-length: 2\r\n\r\n");
-        let parsed = parse_head(head.as_bytes(), &config);
-        if expected.0 == OriginCheck::Refused {
-            assert_eq!(parsed, Some(Head::Other), "{header_lines:?}");
-            return;
-        }
-        let Some(Head::Chat(chat)) = parsed else {
-            panic!("{header_lines:?} is not a chat head");
-        };
-        assert_eq!(
-            (chat.origin, chat.forwarded_ip, chat.close),
-            expected,
-            "{header_lines:?}"
-        );
-    }
-
-    // Found by the fuzz target `request_head`: hyper closes when any
-    // `Connection` line says `close`; this read the last line only.
-    #[test]
-    fn any_connection_header_can_ask_to_close() {
-        let close = (OriginCheck::Listed(0), None, true);
-        let keep = (OriginCheck::Listed(0), None, false);
-        let origin = "origin: https://chat.example\r\n";
-        check_head(&format!("{origin}connection: keep-alive\r\n"), keep);
-        check_head(&format!("{origin}connection: keep-alive, Close\r\n"), close);
-        check_head(
-            &format!("{origin}connection: close\r\nconnection: keep-alive\r\n"),
-            close,
-        );
-        check_head(
-            &format!("{origin}connection: keep-alive\r\nconnection: close\r\n"),
-            close,
-        );
-    }
-
-    // Found by the fuzz target `request_head`: the router reads the first
-    // `Origin`, and this read the last.
-    #[test]
-    fn a_repeated_origin_is_read_as_the_router_reads_it() {
-        let refused = (OriginCheck::Refused, None, false);
-        let listed = (OriginCheck::Listed(0), None, false);
-        check_head("origin: https://chat.example\r\n", listed);
-        check_head("origin: http://evil.example\r\n", refused);
-        check_head(
-            "origin: http://evil.example\r\norigin: https://chat.example\r\n",
-            refused,
-        );
-        check_head(
-            "origin: https://chat.example\r\norigin: http://evil.example\r\n",
-            listed,
-        );
-    }
 }
