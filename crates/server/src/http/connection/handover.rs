@@ -28,10 +28,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+use super::stream::LeanStream;
 use crate::http::host::check_host;
 use crate::http::phase::{Activity, RequestClock};
 use crate::http::registry::HandedOver;
@@ -41,8 +41,8 @@ use crate::http::state::Connections;
 /// reads `read_first` (what the lean path read of the request) first.
 /// `read_ended`: the client has already stopped sending, and hyper is to
 /// answer what it sent all the same.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: LeanStream>(
+    stream: S,
     read_first: Vec<u8>,
     handed_over: Arc<HandedOver>,
     peer: SocketAddr,
@@ -184,10 +184,10 @@ impl Body for RequestBody {
 
 /// The connection as hyper reads and writes it: the bytes the lean path
 /// read come first, and reads are held to the request deadline.
-struct HandedOverStream {
+struct HandedOverStream<S> {
     read_first: Vec<u8>,
     position: usize,
-    stream: TcpStream,
+    stream: S,
     /// Wakes a read that waits at the deadline; moved only when the
     /// deadline changes.
     alarm: Pin<Box<Sleep>>,
@@ -196,7 +196,7 @@ struct HandedOverStream {
     metrics_timeouts: prometheus_client::metrics::counter::Counter,
 }
 
-impl HandedOverStream {
+impl<S> HandedOverStream<S> {
     /// The end of a read at the deadline: an idle connection ends as if
     /// the client had closed it; a request that has not arrived whole is
     /// an error that ends the connection without an answer.
@@ -216,7 +216,7 @@ impl HandedOverStream {
     }
 }
 
-impl AsyncRead for HandedOverStream {
+impl<S: AsyncRead + Unpin> AsyncRead for HandedOverStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -279,7 +279,7 @@ impl AsyncRead for HandedOverStream {
     }
 }
 
-impl AsyncWrite for HandedOverStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HandedOverStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

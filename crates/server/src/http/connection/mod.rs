@@ -31,6 +31,7 @@ mod alarm;
 mod handover;
 mod head;
 mod socket_sink;
+mod stream;
 
 pub(crate) use self::head::{parse_head, Head};
 
@@ -46,14 +47,13 @@ use std::task::{Context, Poll};
 use hyper_util::server::graceful::Watcher;
 use talk_protocol::{BroadcastRequest, PollRequest};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use self::alarm::Alarm;
 use self::head::{ChatHead, ChatRoute, MAX_HEAD_BYTES};
 use self::socket_sink::SocketSink;
+pub(crate) use self::stream::LeanStream;
 use crate::config::Config;
 use crate::http::answer::{encode_answer, error_answer, ok_answer};
 use crate::http::error::ApiError;
@@ -74,16 +74,19 @@ const MAX_READ_AHEAD: usize = 64 * 1024;
 
 /// Serves one connection until it closes. `watcher` makes a graceful
 /// shutdown wait for this connection.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: LeanStream>(
+    stream: S,
     peer: SocketAddr,
     connections: Arc<Connections>,
     watcher: Watcher,
 ) {
     // The write half goes into the waiter the connection's polls park, so
     // that a publish can write their answers (see `socket_sink`).
-    let (mut stream, write) = stream.into_split();
-    let waiter = Arc::new(Waiter::new(SocketSink::new(write, connections.clone())));
+    let (mut stream, write) = stream.split();
+    let waiter = Arc::new(Waiter::new(SocketSink::<S>::new(
+        write,
+        connections.clone(),
+    )));
     let registration = connections.registry.register(&waiter);
     // Bytes read and not yet used; empty (and unallocated) between requests.
     let mut pending: Vec<u8> = Vec::new();
@@ -213,7 +216,7 @@ enum Next {
 /// ahead (pipelined) starts its clock when its turn comes. `phase` tells
 /// the registry of connections which of these the connection is doing.
 async fn read_request(
-    stream: &mut OwnedReadHalf,
+    stream: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     alarm: &mut Alarm<'_>,
     mut closing: Pin<&mut WaitForCancellationFutureOwned>,
@@ -296,10 +299,13 @@ async fn read_request(
 /// The connection whole again, to hand it to hyper: the waiter is this
 /// connection's alone between polls, but a publish on another thread may
 /// still hold it for a moment after writing its last answer.
-async fn reunite(read: OwnedReadHalf, mut waiter: Arc<Waiter<SocketSink>>) -> Option<TcpStream> {
+async fn reunite<S: LeanStream>(
+    read: S::Read,
+    mut waiter: Arc<Waiter<SocketSink<S>>>,
+) -> Option<S> {
     for _ in 0..1_000 {
         match Arc::try_unwrap(waiter) {
-            Ok(waiter) => return read.reunite(waiter.into_sink().into_write_half()).ok(),
+            Ok(waiter) => return S::reunite(read, waiter.into_sink().into_write_half()),
             Err(shared) => {
                 waiter = shared;
                 tokio::task::yield_now().await;
@@ -323,7 +329,10 @@ fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError>
 }
 
 /// Appends what the socket has to `pending`; 0 when the client closed it.
-async fn read_some(stream: &mut OwnedReadHalf, pending: &mut Vec<u8>) -> io::Result<usize> {
+async fn read_some(
+    stream: &mut (impl AsyncRead + Unpin),
+    pending: &mut Vec<u8>,
+) -> io::Result<usize> {
     std::future::poll_fn(|cx| poll_read_into(stream, pending, cx)).await
 }
 
@@ -335,7 +344,7 @@ async fn read_some(stream: &mut OwnedReadHalf, pending: &mut Vec<u8>) -> io::Res
 /// as "drained", which saves the system call that would otherwise only
 /// find the socket empty.
 fn poll_read_into(
-    stream: &mut OwnedReadHalf,
+    stream: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -358,7 +367,7 @@ fn poll_read_into(
 /// requests, the poll is not dropped: `read_ended` is set, which ends it at
 /// once, so that it and the requests behind it are answered in order.
 async fn watch_while_held<T>(
-    stream: &mut OwnedReadHalf,
+    stream: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     read_ended: &AtomicBool,
     config: &Config,

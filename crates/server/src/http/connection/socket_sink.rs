@@ -13,8 +13,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 
+use super::stream::LeanStream;
 use crate::http::answer::{encode_answer, ok_answer};
 use crate::http::cors::OriginCheck;
 use crate::http::phase::{Activity, Phase};
@@ -23,8 +23,8 @@ use crate::http::state::Connections;
 use crate::hub::{Deliver, Delivery, PollBody, Waiter};
 
 /// A connection's write half, and what the answer to its held poll needs.
-pub(crate) struct SocketSink {
-    write: OwnedWriteHalf,
+pub(crate) struct SocketSink<S: LeanStream> {
+    write: S::Write,
     connections: Arc<Connections>,
     /// What the connection is doing, for the registry of connections: here
     /// because the sink is already shared, so it costs one word.
@@ -43,8 +43,8 @@ struct PollHead {
     close: bool,
 }
 
-impl SocketSink {
-    pub(crate) fn new(write: OwnedWriteHalf, connections: Arc<Connections>) -> Self {
+impl<S: LeanStream> SocketSink<S> {
+    pub(crate) fn new(write: S::Write, connections: Arc<Connections>) -> Self {
         SocketSink {
             write,
             phase: Phase::new(Activity::Idle(connections.clock.deadline_from_now())),
@@ -65,11 +65,11 @@ impl SocketSink {
     /// Writes all of `bytes`, waiting for room in the socket when it has none.
     pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            match self.write.try_write(bytes) {
+            match S::try_write(&self.write, bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.write.writable().await?;
+                    S::writable(&self.write).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -87,25 +87,24 @@ impl SocketSink {
     }
 
     /// The write half, to give the connection back whole.
-    pub(crate) fn into_write_half(self) -> OwnedWriteHalf {
+    pub(crate) fn into_write_half(self) -> S::Write {
         self.write
     }
 }
 
 /// The registry of connections reaches a lean connection through the
 /// waiter its polls park, which holds the sink.
-impl LeanConnection for Waiter<SocketSink> {
+impl<S: LeanStream> LeanConnection for Waiter<SocketSink<S>> {
     fn phase(&self) -> &Phase {
         &self.sink().phase
     }
 
     fn shut_down(&self) {
-        let write = self.sink().write.as_ref();
-        let _ = socket2::SockRef::from(write).shutdown(std::net::Shutdown::Both);
+        S::shut_down(&self.sink().write);
     }
 }
 
-impl Deliver for SocketSink {
+impl<S: LeanStream> Deliver for SocketSink<S> {
     fn deliver(&self, body: &PollBody) -> Delivery {
         let request = *self.request.lock().expect("sink lock");
         // Closing is the poll's task's to do, after the answer.
@@ -114,7 +113,7 @@ impl Deliver for SocketSink {
         }
         let allow_origins = &self.connections.app.config.allow_origins;
         let answer = encoded_answer(body, request.origin, allow_origins);
-        match self.write.try_write(&answer) {
+        match S::try_write(&self.write, &answer) {
             Ok(written) if written == answer.len() => Delivery::Sent,
             Ok(written) => {
                 *self.rest.lock().expect("sink lock") = Some(answer.slice(written..));
