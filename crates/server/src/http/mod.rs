@@ -6,6 +6,7 @@
 //! `state.rs`, so that no module here imports one that imports it back.
 
 mod answer;
+pub(crate) mod chat_request;
 pub(crate) mod connection;
 pub(crate) mod cors;
 mod date;
@@ -19,10 +20,11 @@ mod state;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, options, post, MethodRouter};
 use axum::Router;
 use tower_http::compression::CompressionLayer;
 
+use answer::JsonAnswer;
 use error::ApiError;
 pub(crate) use phase::RequestClock;
 pub(crate) use registry::{Closed, Registry};
@@ -40,23 +42,32 @@ pub(crate) enum MetricsOn {
 /// The whole HTTP API of the public listener.
 ///
 /// Deliberately thin on middleware: every layer runs for every poll, and
-/// per-request boxing showed in fan-out profiles. The origin check and the
-/// error count happen where the request is read and the answer made.
+/// per-request boxing showed in fan-out profiles. The chat's answers are
+/// not under the CORS layer: the chat pipeline decides their CORS headers
+/// (`cors::chat_answer_headers`) for both fronts, and the layer answers
+/// only their preflights.
 pub(crate) fn router(state: AppState, metrics_on: MetricsOn) -> Router {
+    let cors = cors::layer(&state.config.allow_origins);
+    let preflight: MethodRouter<AppState> = options(method_not_allowed).layer(cors.clone());
+    let chat_route = |handler: MethodRouter<AppState>| {
+        handler
+            .merge(preflight.clone())
+            .fallback(routes::chat::method_not_allowed)
+    };
     let chat = Router::new()
-        .route("/poll", post(routes::poll::poll))
-        .route("/broadcast", post(routes::broadcast::broadcast));
+        .route("/poll", chat_route(post(routes::chat::poll)))
+        .route("/broadcast", chat_route(post(routes::chat::broadcast)));
     let assets = Router::new()
         .route("/", get(routes::assets::home))
         .route("/{name}", get(routes::assets::asset))
         .layer(CompressionLayer::new());
     let with_cors = Router::new()
-        .merge(chat)
         .route("/healthz", get(routes::ops::healthz))
         .merge(assets)
-        .fallback(|State(app): State<AppState>| async move { app.error_answer(ApiError::NotFound) })
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(cors::layer(&state.config.allow_origins));
+        .layer(cors)
+        .merge(chat);
     // Merged after the CORS layer, which does not reach it: the metrics
     // tell how busy the server is and what fails, which no page on another
     // origin has any business reading.
@@ -81,6 +92,11 @@ pub(crate) fn internal_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The answers of routes under the CORS layer, which adds their CORS headers.
 async fn method_not_allowed(State(app): State<AppState>) -> Response {
-    app.error_answer(ApiError::MethodNotAllowed)
+    JsonAnswer::error(&app, ApiError::MethodNotAllowed).into_response(None)
+}
+
+async fn not_found(State(app): State<AppState>) -> Response {
+    JsonAnswer::error(&app, ApiError::NotFound).into_response(None)
 }

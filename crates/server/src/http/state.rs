@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::server::conn::http1;
 use tokio_util::sync::CancellationToken;
 
-use super::error::ApiError;
 use super::phase::RequestClock;
 use super::registry::Registry;
 use crate::config::Config;
@@ -34,12 +32,6 @@ pub(crate) struct App {
 impl AppState {
     pub(crate) fn new(app: App) -> Self {
         AppState(Arc::new(app))
-    }
-
-    /// The answer to an error, counted in the metrics by its code.
-    pub(crate) fn error_answer(&self, error: ApiError) -> Response {
-        self.metrics.error(error.code());
-        error.into_response()
     }
 }
 

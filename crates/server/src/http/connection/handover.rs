@@ -32,6 +32,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::stream::LeanStream;
+use crate::http::answer::JsonAnswer;
 use crate::http::host::check_host;
 use crate::http::phase::{Activity, RequestClock};
 use crate::http::registry::HandedOver;
@@ -68,7 +69,9 @@ pub(crate) async fn serve<S: LeanStream>(
             let answer = async move {
                 match host {
                     Ok(()) => router.oneshot(request).await,
-                    Err(error) => Ok(app.error_answer(error.into())),
+                    // Outside the router and its CORS layer, as the request
+                    // may be for any route.
+                    Err(error) => Ok(JsonAnswer::error(&app, error.into()).into_response(None)),
                 }
             };
             tokio::pin!(answer);

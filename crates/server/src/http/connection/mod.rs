@@ -38,31 +38,29 @@ pub(crate) use self::head::{parse_head, Head};
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::server::graceful::Watcher;
-use talk_protocol::{BroadcastRequest, PollRequest};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use self::alarm::Alarm;
-use self::head::{ChatHead, ChatRoute, MAX_HEAD_BYTES};
+use self::head::{LeanHead, MAX_HEAD_BYTES};
 use self::socket_sink::SocketSink;
 pub(crate) use self::stream::LeanStream;
 use crate::config::Config;
-use crate::http::answer::{encode_answer, error_answer, ok_answer};
-use crate::http::error::ApiError;
+use crate::http::answer::JsonAnswer;
+use crate::http::chat_request::{decode_chat_body, ChatBody};
 use crate::http::phase::{Activity, Phase};
 use crate::http::registry::HandedOver;
-use crate::http::request::decode_json;
 use crate::http::routes::{broadcast, poll};
-use crate::http::state::Connections;
-use crate::hub::{Polled, Waiter};
+use crate::http::state::{App, Connections};
+use crate::hub::{Polled, Session, Waiter};
 
 /// The most bytes read from the socket at once; the buffer that keeps them
 /// is only as large as what arrived.
@@ -113,6 +111,7 @@ pub(crate) async fn serve<S: LeanStream>(
             closing.as_mut(),
             &connections,
             &waiter.sink().phase,
+            peer.ip(),
         )
         .await;
         let head = match next {
@@ -143,20 +142,38 @@ pub(crate) async fn serve<S: LeanStream>(
             }
             Next::End => return,
         };
-        let request_len = head.head_len + head.body_len;
-        let request = decode_request(&head, &pending[head.head_len..request_len]);
+        let LeanHead {
+            head_len,
+            body_len,
+            request: head,
+        } = head;
+        let request_len = head_len + body_len;
+        let body = decode_chat_body(head.route, &pending[head_len..request_len]);
         pending.drain(..request_len);
         if pending.is_empty() {
             // A held poll should not keep the buffer of the request it answers.
             pending = Vec::new();
         }
         let app = &connections.app;
-        let client_ip = head.forwarded_ip.unwrap_or(peer.ip());
-        let answer = match request {
-            Err(error) => error_answer(app, error),
-            Ok(ChatRequest::Poll(request)) => {
+        let answer = match body {
+            Err(error) => JsonAnswer::error(app, error),
+            Ok(ChatBody::Poll(request)) => {
+                let session = match session_of(app, &mut last_session, &request.token) {
+                    Ok(session) => session,
+                    Err(error) => {
+                        let answer = JsonAnswer::error(app, error.into());
+                        if !waiter
+                            .sink()
+                            .write_answer(&answer, head.origin, head.close)
+                            .await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 waiter.sink().hold(head.origin, head.close);
-                let answer = poll::answer(app, request, &mut last_session, &waiter, |wait| {
+                let answer = poll::answer(app, &session, request, &waiter, |wait| {
                     poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
                 });
                 // Pinned here, in this future, and lent to the watch: taken
@@ -165,9 +182,17 @@ pub(crate) async fn serve<S: LeanStream>(
                 // poll costs what its task costs.
                 let answer = std::pin::pin!(answer);
                 let config = &app.config;
-                match watch_while_held(&mut stream, &mut pending, &read_ended, config, answer).await
+                match watch_while_held(
+                    &mut stream,
+                    &mut pending,
+                    &read_ended,
+                    peer.ip(),
+                    config,
+                    answer,
+                )
+                .await
                 {
-                    Some(Ok(Polled::Answer(body))) => ok_answer(body.json),
+                    Some(Ok(Polled::Answer(body))) => JsonAnswer::ok(body.json),
                     // Written by the publish (which declines a poll that
                     // asked to close), perhaps only in part.
                     Some(Ok(Polled::Sent { finish })) => {
@@ -176,33 +201,63 @@ pub(crate) async fn serve<S: LeanStream>(
                         }
                         continue;
                     }
-                    Some(Err(error)) => error_answer(app, error),
+                    Some(Err(error)) => JsonAnswer::error(app, error),
                     // The client hung up: its poll is dropped, and so is it.
                     None => return,
                 }
             }
-            Ok(ChatRequest::Broadcast(request)) => {
+            Ok(ChatBody::Broadcast(request)) => {
                 // Boxed for the same reason: a send is rarer than a poll,
                 // and its future larger than a held poll's.
-                match Box::pin(broadcast::answer(app, client_ip, request)).await {
-                    Ok(json) => ok_answer(json.into()),
-                    Err(error) => error_answer(app, error),
-                }
+                let answer = Box::pin(broadcast::answer(app, head.client_ip, request)).await;
+                JsonAnswer::of(app, answer)
             }
         };
-        let close = head.close || connections.closing.is_cancelled();
-        let bytes = encode_answer(&answer, &app.config.allow_origins, head.origin, close);
         // Returning drops both halves: the write half shuts the socket down.
-        if waiter.sink().write_all(&bytes).await.is_err() || close {
+        if !waiter
+            .sink()
+            .write_answer(&answer, head.origin, head.close)
+            .await
+        {
             return;
         }
     }
 }
 
+/// The session a poll's token names. A connection nearly always polls for
+/// one session, and the token map behind its lock showed in fan-out
+/// profiles, so the session of the connection's last poll is tried first.
+/// A session that has ended since is refused by the hub all the same.
+fn session_of(
+    app: &App,
+    last_session: &mut Option<Arc<Session>>,
+    token: &str,
+) -> Result<Arc<Session>, crate::hub::Error> {
+    if let Some(session) = last_session {
+        if same_token(&session.token, token) {
+            return Ok(session.clone());
+        }
+    }
+    let session = app.hub.session(token)?;
+    *last_session = Some(session.clone());
+    Ok(session)
+}
+
+/// Compares tokens in time that does not depend on where they differ: the
+/// connection may be a proxy's, carrying other people's polls.
+fn same_token(known: &str, asked: &str) -> bool {
+    known.len() == asked.len()
+        && known
+            .bytes()
+            .zip(asked.bytes())
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
 /// What reading the next request came to.
 enum Next {
     /// A chat request, whole at the start of `pending`.
-    Chat(ChatHead),
+    Chat(LeanHead),
     /// A request for hyper and the router, begun in `pending`, which must
     /// be whole by `deadline`.
     HandOver { deadline: Instant },
@@ -222,6 +277,7 @@ async fn read_request(
     mut closing: Pin<&mut WaitForCancellationFutureOwned>,
     connections: &Connections,
     phase: &Phase,
+    peer: IpAddr,
 ) -> Next {
     let clock = connections.clock;
     let mut began = !pending.is_empty();
@@ -238,7 +294,7 @@ async fn read_request(
     }
     let head = loop {
         if began {
-            match parse_head(pending, &connections.app.config) {
+            match parse_head(pending, peer, &connections.app.config) {
                 Some(Head::Chat(head)) => break head,
                 Some(Head::Other) => return Next::HandOver { deadline },
                 None if pending.len() >= MAX_HEAD_BYTES => return Next::HandOver { deadline },
@@ -315,19 +371,6 @@ async fn reunite<S: LeanStream>(
     None
 }
 
-/// A decoded chat request.
-enum ChatRequest {
-    Poll(PollRequest),
-    Broadcast(BroadcastRequest),
-}
-
-fn decode_request(head: &ChatHead, body: &[u8]) -> Result<ChatRequest, ApiError> {
-    Ok(match head.route {
-        ChatRoute::Poll => ChatRequest::Poll(decode_json(body)?),
-        ChatRoute::Broadcast => ChatRequest::Broadcast(decode_json(body)?),
-    })
-}
-
 /// Appends what the socket has to `pending`; 0 when the client closed it.
 async fn read_some(
     stream: &mut (impl AsyncRead + Unpin),
@@ -370,6 +413,7 @@ async fn watch_while_held<T>(
     stream: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     read_ended: &AtomicBool,
+    peer: IpAddr,
     config: &Config,
     mut answer: Pin<&mut impl Future<Output = T>>,
 ) -> Option<T> {
@@ -387,7 +431,7 @@ async fn watch_while_held<T>(
             match poll_read_into(stream, pending, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) if n > 0 && pending.len() <= MAX_READ_AHEAD => {}
-                Poll::Ready(Ok(0)) if begins_whole_request(pending, config) => {
+                Poll::Ready(Ok(0)) if begins_whole_request(pending, peer, config) => {
                     read_ended.store(true, Ordering::Relaxed);
                     // Look at the poll again: it ends now.
                     break;
@@ -402,8 +446,8 @@ async fn watch_while_held<T>(
 
 /// Whether `pending` begins with a whole request: a chat request with all
 /// its body, or one for hyper (which judges it).
-fn begins_whole_request(pending: &[u8], config: &Config) -> bool {
-    match parse_head(pending, config) {
+fn begins_whole_request(pending: &[u8], peer: IpAddr, config: &Config) -> bool {
+    match parse_head(pending, peer, config) {
         Some(Head::Chat(head)) => pending.len() >= head.head_len + head.body_len,
         Some(Head::Other) => true,
         None => false,
@@ -422,4 +466,18 @@ async fn poll_expiry(deadline: impl Future<Output = ()>, read_ended: &AtomicBool
         deadline.as_mut().poll(cx)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_the_same_only_when_every_byte_is() {
+        assert!(same_token("abc123", "abc123"));
+        assert!(!same_token("abc123", "abc124"));
+        assert!(!same_token("abc123", "xbc123"));
+        assert!(!same_token("abc123", "abc12"));
+        assert!(!same_token("", "a"));
+    }
 }

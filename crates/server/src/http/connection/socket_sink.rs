@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::stream::LeanStream;
-use crate::http::answer::{encode_answer, ok_answer};
-use crate::http::cors::OriginCheck;
+use crate::http::answer::JsonAnswer;
+use crate::http::cors::{ChatCors, OriginCheck};
 use crate::http::phase::{Activity, Phase};
 use crate::http::registry::LeanConnection;
 use crate::http::state::Connections;
@@ -77,6 +77,30 @@ impl<S: LeanStream> SocketSink<S> {
         Ok(())
     }
 
+    /// Writes `answer` to a request from `origin`: false when the
+    /// connection is to end, as the write failed or the answer closes it
+    /// (the client asked to, or the server is stopping).
+    pub(crate) async fn write_answer(
+        &self,
+        answer: &JsonAnswer,
+        origin: OriginCheck,
+        asked_to_close: bool,
+    ) -> bool {
+        let close = asked_to_close || self.connections.closing.is_cancelled();
+        let bytes = answer.encode(self.cors(origin), close);
+        self.write_all(&bytes).await.is_ok() && !close
+    }
+
+    /// What decides the CORS headers of an answer to `origin`. A refused
+    /// origin's request never gets here: the router answers it.
+    fn cors(&self, origin: OriginCheck) -> ChatCors<'_> {
+        ChatCors {
+            allow_origins: &self.connections.app.config.allow_origins,
+            origin,
+            refused_origin: None,
+        }
+    }
+
     /// Writes what a delivery began and could not finish.
     pub(crate) async fn finish(&self) -> io::Result<()> {
         let rest = self.rest.lock().expect("sink lock").take();
@@ -111,8 +135,7 @@ impl<S: LeanStream> Deliver for SocketSink<S> {
         if request.close || self.connections.closing.is_cancelled() {
             return Delivery::Declined;
         }
-        let allow_origins = &self.connections.app.config.allow_origins;
-        let answer = encoded_answer(body, request.origin, allow_origins);
+        let answer = encoded_answer(body, self.cors(request.origin));
         match S::try_write(&self.write, &answer) {
             Ok(written) if written == answer.len() => Delivery::Sent,
             Ok(written) => {
@@ -143,21 +166,21 @@ thread_local! {
 
 /// The whole answer (head and body) for a poll from `origin`, encoded once
 /// for all the polls of a fan-out that have the same head.
-fn encoded_answer(body: &PollBody, origin: OriginCheck, allow_origins: &[String]) -> Bytes {
+fn encoded_answer(body: &PollBody, cors: ChatCors<'_>) -> Bytes {
     LAST_ENCODED.with_borrow_mut(|last| {
         if let Some(last) = last {
-            if last.origin == origin
+            if last.origin == cors.origin
                 && last.body.as_ptr() == body.json.as_ptr()
                 && last.body.len() == body.json.len()
             {
                 return last.answer.clone();
             }
         }
-        let encoded = encode_answer(&ok_answer(body.json.clone()), allow_origins, origin, false);
+        let encoded = JsonAnswer::ok(body.json.clone()).encode(cors, false);
         let answer = Bytes::from(encoded);
         *last = Some(EncodedAnswer {
             body: body.json.clone(),
-            origin,
+            origin: cors.origin,
             answer: answer.clone(),
         });
         answer
