@@ -45,21 +45,23 @@ async fn serve(app: &App, route: ChatRoute, request: Request) -> Response {
         .map(|(name, value)| (name.as_str(), value.as_bytes()));
     let http_1_1 = parts.version == Version::HTTP_11;
     let head = read_chat_request(route, http_1_1, lines, peer, &app.config);
-    let answer = match head.refused {
-        Some(refusal) => JsonAnswer::error(app, refusal.error(&app.config)),
-        None => answer(app, &head, body).await,
-    };
-    // Only the refusal of an origin grants that origin its answer.
-    let refused_origin = match head.refused {
-        Some(Refusal::Origin) => parts.headers.get(header::ORIGIN),
-        _ => None,
-    };
-    let cors = ChatCors {
+    let mut cors = ChatCors {
         allow_origins: &app.config.allow_origins,
         origin: head.origin,
-        refused_origin: refused_origin.map(HeaderValue::as_bytes),
+        refused_origin: None,
     };
-    answer.into_response(Some(cors))
+    if let Some(refusal) = head.refused {
+        // Only the refusal of an origin grants that origin its answer.
+        if refusal == Refusal::Origin {
+            let origin = parts.headers.get(header::ORIGIN);
+            cors.refused_origin = origin.map(HeaderValue::as_bytes);
+        }
+        let answer = JsonAnswer::error(app, refusal.error(&app.config));
+        return answer.into_response(Some(cors));
+    }
+    // A held poll keeps what this future holds: not the head's parts.
+    drop(parts);
+    answer(app, &head, body).await.into_response(Some(cors))
 }
 
 /// The answer to a chat path asked with another method than `POST` (or
@@ -79,11 +81,12 @@ pub(crate) async fn method_not_allowed(
 
 /// Reads the body of a request whose head breaks no rule, and answers it.
 async fn answer(app: &App, head: &ChatRequest, body: axum::body::Body) -> JsonAnswer {
-    let body = match read_body(body, app.config.max_body_bytes).await {
-        Ok(body) => body,
-        Err(error) => return JsonAnswer::error(app, error),
+    // The body's bytes are dropped once decoded, before a poll is held.
+    let decoded = match read_body(body, app.config.max_body_bytes).await {
+        Ok(body) => decode_chat_body(head.route, &body),
+        Err(error) => Err(error),
     };
-    match decode_chat_body(head.route, &body) {
+    match decoded {
         Err(error) => JsonAnswer::error(app, error),
         Ok(ChatBody::Poll(request)) => match hold_poll(app, request).await {
             Ok(json) => JsonAnswer::ok(json),
