@@ -3,8 +3,11 @@
 //! this path serves, and its header lines handed to the one reader of
 //! chat heads (`chat_request`). Anything else goes to hyper.
 
+use std::net::IpAddr;
+
 use crate::config::Config;
 use crate::http::chat_request::{read_chat_request, ChatRequest, ChatRoute};
+use crate::http::cors::OriginCheck;
 
 /// A request head longer than this goes to hyper, which has its own limits.
 pub(super) const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -13,12 +16,17 @@ pub(super) const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
 
 /// A chat request the lean path serves, whole once `head_len + body_len`
-/// bytes have arrived.
+/// bytes have arrived: what of its `ChatRequest` the answer needs, which
+/// breaks no rule. Kept small, as the connection's task keeps it while a
+/// poll is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeanHead {
     pub(crate) head_len: usize,
     pub(crate) body_len: usize,
-    pub(crate) request: ChatRequest,
+    pub(crate) route: ChatRoute,
+    pub(crate) origin: OriginCheck,
+    pub(crate) close: bool,
+    pub(crate) client_ip: IpAddr,
 }
 
 /// What the next request on a connection is.
@@ -33,7 +41,7 @@ pub(crate) enum Head {
 
 /// Parses the head in `bytes`: `None` while it is incomplete. `peer`: the
 /// connection's other end, the client unless a trusted proxy names one.
-pub(crate) fn parse_head(bytes: &[u8], peer: std::net::IpAddr, config: &Config) -> Option<Head> {
+pub(crate) fn parse_head(bytes: &[u8], peer: IpAddr, config: &Config) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(bytes) {
@@ -47,12 +55,22 @@ pub(crate) fn parse_head(bytes: &[u8], peer: std::net::IpAddr, config: &Config) 
         _ => return Some(Head::Other),
     };
     let lines = parsed.headers.iter().map(|line| (line.name, line.value));
-    let request = read_chat_request(route, true, lines, peer, config);
-    match (request.refused, request.body_len) {
+    let ChatRequest {
+        route,
+        origin,
+        close,
+        client_ip,
+        body_len,
+        refused,
+    } = read_chat_request(route, true, lines, peer, config);
+    match (refused, body_len) {
         (None, Some(body_len)) => Some(Head::Chat(LeanHead {
             head_len,
             body_len,
-            request,
+            route,
+            origin,
+            close,
+            client_ip,
         })),
         _ => Some(Head::Other),
     }
@@ -61,7 +79,6 @@ pub(crate) fn parse_head(bytes: &[u8], peer: std::net::IpAddr, config: &Config) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::cors::OriginCheck;
 
     /// What `parse_head` makes of a `POST /poll` head with these header
     /// lines after its `Host`: the chat request's origin check, or `None`
@@ -74,7 +91,7 @@ mod tests {
         let head = format!("POST /poll HTTP/1.1\r\nhost: t\r\n{header_lines}\r\n");
         let parsed = parse_head(head.as_bytes(), [192, 0, 2, 1].into(), &config);
         let origin = match parsed {
-            Some(Head::Chat(chat)) => Some(chat.request.origin),
+            Some(Head::Chat(chat)) => Some(chat.origin),
             Some(Head::Other) => None,
             None => panic!("{header_lines:?} is not a whole head"),
         };

@@ -103,7 +103,7 @@ pub(crate) async fn serve<S: LeanStream>(
         sleep,
         grid_origin: connections.clock.origin,
     };
-    loop {
+    'requests: loop {
         let next = read_request(
             &mut stream,
             &mut pending,
@@ -142,75 +142,67 @@ pub(crate) async fn serve<S: LeanStream>(
             }
             Next::End => return,
         };
-        let LeanHead {
-            head_len,
-            body_len,
-            request: head,
-        } = head;
-        let request_len = head_len + body_len;
-        let body = decode_chat_body(head.route, &pending[head_len..request_len]);
+        let request_len = head.head_len + head.body_len;
+        let body = decode_chat_body(head.route, &pending[head.head_len..request_len]);
         pending.drain(..request_len);
         if pending.is_empty() {
             // A held poll should not keep the buffer of the request it answers.
             pending = Vec::new();
         }
         let app = &connections.app;
-        let answer = match body {
-            Err(error) => JsonAnswer::error(app, error),
-            Ok(ChatBody::Poll(request)) => {
-                let session = match session_of(app, &mut last_session, &request.token) {
-                    Ok(session) => session,
-                    Err(error) => {
-                        let answer = JsonAnswer::error(app, error.into());
-                        if !waiter
-                            .sink()
-                            .write_answer(&answer, head.origin, head.close)
-                            .await
-                        {
-                            return;
+        let answer = 'answer: {
+            match body {
+                Err(error) => JsonAnswer::error(app, error),
+                Ok(ChatBody::Poll(request)) => {
+                    // A `let`, not a `match` on the lookup: the task would keep
+                    // the matched `Result` for as long as the poll is held. The
+                    // error is answered by the one write below, not by a write
+                    // of its own: each await point's state adds to the task,
+                    // which every held poll keeps.
+                    let session = match session_of(app, &mut last_session, &request.token) {
+                        Ok(session) => session,
+                        Err(error) => break 'answer JsonAnswer::error(app, error.into()),
+                    };
+                    waiter.sink().hold(head.origin, head.close);
+                    let answer = poll::answer(app, &session, request, &waiter, |wait| {
+                        poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
+                    });
+                    // Pinned here, in this future, and lent to the watch: taken
+                    // by value, it would be kept twice in the connection's task
+                    // (the watch's argument and its pinned copy), and a held
+                    // poll costs what its task costs.
+                    let answer = std::pin::pin!(answer);
+                    let config = &app.config;
+                    match watch_while_held(
+                        &mut stream,
+                        &mut pending,
+                        &read_ended,
+                        peer.ip(),
+                        config,
+                        answer,
+                    )
+                    .await
+                    {
+                        Some(Ok(Polled::Answer(body))) => JsonAnswer::ok(body.json),
+                        // Written by the publish (which declines a poll that
+                        // asked to close), perhaps only in part.
+                        Some(Ok(Polled::Sent { finish })) => {
+                            if finish && waiter.sink().finish().await.is_err() {
+                                return;
+                            }
+                            continue 'requests;
                         }
-                        continue;
+                        Some(Err(error)) => JsonAnswer::error(app, error),
+                        // The client hung up: its poll is dropped, and so is it.
+                        None => return,
                     }
-                };
-                waiter.sink().hold(head.origin, head.close);
-                let answer = poll::answer(app, &session, request, &waiter, |wait| {
-                    poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
-                });
-                // Pinned here, in this future, and lent to the watch: taken
-                // by value, it would be kept twice in the connection's task
-                // (the watch's argument and its pinned copy), and a held
-                // poll costs what its task costs.
-                let answer = std::pin::pin!(answer);
-                let config = &app.config;
-                match watch_while_held(
-                    &mut stream,
-                    &mut pending,
-                    &read_ended,
-                    peer.ip(),
-                    config,
-                    answer,
-                )
-                .await
-                {
-                    Some(Ok(Polled::Answer(body))) => JsonAnswer::ok(body.json),
-                    // Written by the publish (which declines a poll that
-                    // asked to close), perhaps only in part.
-                    Some(Ok(Polled::Sent { finish })) => {
-                        if finish && waiter.sink().finish().await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Some(Err(error)) => JsonAnswer::error(app, error),
-                    // The client hung up: its poll is dropped, and so is it.
-                    None => return,
                 }
-            }
-            Ok(ChatBody::Broadcast(request)) => {
-                // Boxed for the same reason: a send is rarer than a poll,
-                // and its future larger than a held poll's.
-                let answer = Box::pin(broadcast::answer(app, head.client_ip, request)).await;
-                JsonAnswer::of(app, answer)
+                Ok(ChatBody::Broadcast(request)) => {
+                    // Boxed for the same reason: a send is rarer than a poll,
+                    // and its future larger than a held poll's.
+                    let answer = Box::pin(broadcast::answer(app, head.client_ip, request)).await;
+                    JsonAnswer::of(app, answer)
+                }
             }
         };
         // Returning drops both halves: the write half shuts the socket down.
