@@ -45,7 +45,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper_util::server::graceful::Watcher;
-use talk_protocol::PollRequest;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -57,7 +56,6 @@ pub(crate) use self::stream::LeanStream;
 use crate::config::Config;
 use crate::http::answer::JsonAnswer;
 use crate::http::chat_request::{decode_chat_body, ChatBody};
-use crate::http::error::ApiError;
 use crate::http::phase::{Activity, Phase};
 use crate::http::registry::HandedOver;
 use crate::http::routes::{broadcast, poll};
@@ -105,7 +103,7 @@ pub(crate) async fn serve<S: LeanStream>(
         sleep,
         grid_origin: connections.clock.origin,
     };
-    loop {
+    'requests: loop {
         let next = read_request(
             &mut stream,
             &mut pending,
@@ -113,7 +111,7 @@ pub(crate) async fn serve<S: LeanStream>(
             closing.as_mut(),
             &connections,
             &waiter.sink().phase,
-            &peer,
+            peer.ip(),
         )
         .await;
         let head = match next {
@@ -152,40 +150,59 @@ pub(crate) async fn serve<S: LeanStream>(
             pending = Vec::new();
         }
         let app = &connections.app;
-        let answer = match body {
-            Err(error) => JsonAnswer::error(app, error),
-            Ok(ChatBody::Poll(request)) => {
-                waiter.sink().hold(head.origin, head.close);
-                let answer = hold_poll(app, &mut last_session, request, &waiter, |wait| {
-                    poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
-                });
-                // Pinned here, in this future, and lent to the watch: taken
-                // by value, it would be kept twice in the connection's task
-                // (the watch's argument and its pinned copy), and a held
-                // poll costs what its task costs.
-                let answer = std::pin::pin!(answer);
-                let config = &app.config;
-                match watch_while_held(&mut stream, &mut pending, &read_ended, config, answer).await
-                {
-                    Some(Ok(Polled::Answer(body))) => JsonAnswer::ok(body.json),
-                    // Written by the publish (which declines a poll that
-                    // asked to close), perhaps only in part.
-                    Some(Ok(Polled::Sent { finish })) => {
-                        if finish && waiter.sink().finish().await.is_err() {
-                            return;
+        let answer = 'answer: {
+            match body {
+                Err(error) => JsonAnswer::error(app, error),
+                Ok(ChatBody::Poll(request)) => {
+                    // A `let`, not a `match` on the lookup: the task would keep
+                    // the matched `Result` for as long as the poll is held. The
+                    // error is answered by the one write below, not by a write
+                    // of its own: each await point's state adds to the task,
+                    // which every held poll keeps.
+                    let session = match session_of(app, &mut last_session, &request.token) {
+                        Ok(session) => session,
+                        Err(error) => break 'answer JsonAnswer::error(app, error.into()),
+                    };
+                    waiter.sink().hold(head.origin, head.close);
+                    let answer = poll::answer(app, &session, request, &waiter, |wait| {
+                        poll_expiry(alarm.until(Instant::now() + wait), &read_ended)
+                    });
+                    // Pinned here, in this future, and lent to the watch: taken
+                    // by value, it would be kept twice in the connection's task
+                    // (the watch's argument and its pinned copy), and a held
+                    // poll costs what its task costs.
+                    let answer = std::pin::pin!(answer);
+                    let config = &app.config;
+                    match watch_while_held(
+                        &mut stream,
+                        &mut pending,
+                        &read_ended,
+                        peer.ip(),
+                        config,
+                        answer,
+                    )
+                    .await
+                    {
+                        Some(Ok(Polled::Answer(body))) => JsonAnswer::ok(body.json),
+                        // Written by the publish (which declines a poll that
+                        // asked to close), perhaps only in part.
+                        Some(Ok(Polled::Sent { finish })) => {
+                            if finish && waiter.sink().finish().await.is_err() {
+                                return;
+                            }
+                            continue 'requests;
                         }
-                        continue;
+                        Some(Err(error)) => JsonAnswer::error(app, error),
+                        // The client hung up: its poll is dropped, and so is it.
+                        None => return,
                     }
-                    Some(Err(error)) => JsonAnswer::error(app, error),
-                    // The client hung up: its poll is dropped, and so is it.
-                    None => return,
                 }
-            }
-            Ok(ChatBody::Broadcast(request)) => {
-                // Boxed for the same reason: a send is rarer than a poll,
-                // and its future larger than a held poll's.
-                let answer = Box::pin(broadcast::answer(app, head.client_ip, request)).await;
-                JsonAnswer::of(app, answer)
+                Ok(ChatBody::Broadcast(request)) => {
+                    // Boxed for the same reason: a send is rarer than a poll,
+                    // and its future larger than a held poll's.
+                    let answer = Box::pin(broadcast::answer(app, head.client_ip, request)).await;
+                    JsonAnswer::of(app, answer)
+                }
             }
         };
         // Returning drops both halves: the write half shuts the socket down.
@@ -197,20 +214,6 @@ pub(crate) async fn serve<S: LeanStream>(
             return;
         }
     }
-}
-
-/// Answers one poll (`poll::answer`) of the session its token names.
-/// The request goes into this future whole, so that the connection's task
-/// keeps no copy of it beside the pinned future while the poll is held.
-async fn hold_poll<S: LeanStream, Expiry: Future<Output = ()>>(
-    app: &App,
-    last_session: &mut Option<Arc<Session>>,
-    request: PollRequest,
-    waiter: &Arc<Waiter<SocketSink<S>>>,
-    hold_for: impl FnOnce(std::time::Duration) -> Expiry,
-) -> Result<Polled, ApiError> {
-    let session = session_of(app, last_session, &request.token)?;
-    poll::answer(app, &session, request, waiter, hold_for).await
 }
 
 /// The session a poll's token names. A connection nearly always polls for
@@ -266,7 +269,7 @@ async fn read_request(
     mut closing: Pin<&mut WaitForCancellationFutureOwned>,
     connections: &Connections,
     phase: &Phase,
-    peer: &SocketAddr,
+    peer: IpAddr,
 ) -> Next {
     let clock = connections.clock;
     let mut began = !pending.is_empty();
@@ -283,7 +286,7 @@ async fn read_request(
     }
     let head = loop {
         if began {
-            match parse_head(pending, peer.ip(), &connections.app.config) {
+            match parse_head(pending, peer, &connections.app.config) {
                 Some(Head::Chat(head)) => break head,
                 Some(Head::Other) => return Next::HandOver { deadline },
                 None if pending.len() >= MAX_HEAD_BYTES => return Next::HandOver { deadline },
@@ -402,6 +405,7 @@ async fn watch_while_held<T>(
     stream: &mut (impl AsyncRead + Unpin),
     pending: &mut Vec<u8>,
     read_ended: &AtomicBool,
+    peer: IpAddr,
     config: &Config,
     mut answer: Pin<&mut impl Future<Output = T>>,
 ) -> Option<T> {
@@ -419,7 +423,7 @@ async fn watch_while_held<T>(
             match poll_read_into(stream, pending, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) if n > 0 && pending.len() <= MAX_READ_AHEAD => {}
-                Poll::Ready(Ok(0)) if begins_whole_request(pending, config) => {
+                Poll::Ready(Ok(0)) if begins_whole_request(pending, peer, config) => {
                     read_ended.store(true, Ordering::Relaxed);
                     // Look at the poll again: it ends now.
                     break;
@@ -434,9 +438,8 @@ async fn watch_while_held<T>(
 
 /// Whether `pending` begins with a whole request: a chat request with all
 /// its body, or one for hyper (which judges it).
-fn begins_whole_request(pending: &[u8], config: &Config) -> bool {
-    // Any address will do: it does not change whether a request is whole.
-    match parse_head(pending, IpAddr::from([0, 0, 0, 0]), config) {
+fn begins_whole_request(pending: &[u8], peer: IpAddr, config: &Config) -> bool {
+    match parse_head(pending, peer, config) {
         Some(Head::Chat(head)) => pending.len() >= head.head_len + head.body_len,
         Some(Head::Other) => true,
         None => false,
