@@ -1,7 +1,7 @@
 //! The client library against a real server in this process: send and
 //! receive, resume after a gap, a session the server forgot, retries and
 //! rate limits, leaving. (The server killed with `kill -9` and restarted is
-//! in `crates/talk/tests/client_restart.rs`, which runs the real binary.)
+//! in `crates/talk/tests/it/client_restart.rs`, which runs the real binary.)
 //! What only a newer server sends is in `newer_server.rs`, against a canned
 //! server.
 

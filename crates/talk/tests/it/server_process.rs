@@ -4,14 +4,12 @@
 //! says why and never claims to listen, and `--internal-listen` takes
 //! `/metrics` off the public listener.
 
-mod support;
-
 use std::collections::HashSet;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 use talk_client::protocol::{Event, PollRequest};
 use talk_client::Api;
 

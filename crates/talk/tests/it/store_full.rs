@@ -7,14 +7,12 @@
 //! Mounting a tmpfs needs root: without it the test says so loudly and
 //! passes, except under CI (`CI` set), where it fails.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 use talk_client::protocol::{Event, PollRequest};
 use talk_client::Api;
 

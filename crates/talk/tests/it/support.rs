@@ -1,6 +1,5 @@
 //! Running the real `talk` binary as a child process for tests that need a
 //! process: to kill it, signal it or limit its file descriptors.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,17 +8,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A `talk serve` child process; killed when dropped.
-pub struct ServerProcess {
-    pub child: Child,
-    pub address: SocketAddr,
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) address: SocketAddr,
     /// The internal listener's address, when started with `--internal-listen`.
-    pub internal_address: Option<SocketAddr>,
+    pub(crate) internal_address: Option<SocketAddr>,
 }
 
 impl ServerProcess {
     /// Starts `talk serve` on `listen` with its data in `data`, and the
     /// extra flags; waits until it prints the address it listens on.
-    pub fn start(listen: &str, data: &Path, extra: &[&str]) -> ServerProcess {
+    pub(crate) fn start(listen: &str, data: &Path, extra: &[&str]) -> ServerProcess {
         Self::start_with(
             Command::new(env!("CARGO_BIN_EXE_talk")),
             listen,
@@ -30,7 +29,7 @@ impl ServerProcess {
 
     /// As `start`, but through `command` (e.g. `prlimit ... talk`), which
     /// must end with the talk binary.
-    pub fn start_with(
+    pub(crate) fn start_with(
         mut command: Command,
         listen: &str,
         data: &Path,
@@ -76,12 +75,12 @@ impl ServerProcess {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
@@ -98,7 +97,7 @@ impl ServerProcess {
     }
 
     /// Kills the process with SIGKILL, as `kill -9` does.
-    pub fn kill_9(mut self) {
+    pub(crate) fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

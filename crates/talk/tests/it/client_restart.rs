@@ -4,12 +4,10 @@
 //! again on the same port and data folder. The receiving caller must get
 //! every message exactly once, in order, without a reset.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 use talk_client::protocol::EventKind;
 use talk_client::{Client, ClientConfig, LostReason, Update};
 use tokio::task::JoinHandle;

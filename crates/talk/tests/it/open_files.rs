@@ -3,14 +3,12 @@
 //! oldest first, then idle keep-alive connections, the longest idle first,
 //! and never a held poll. The real binary runs under `prlimit --nofile=512`.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 
 /// The server's open-files limit; it closes connections from 95% of it.
 const LIMIT: usize = 512;

@@ -2,15 +2,13 @@
 //! talk to each other and to a browser-less HTTP client (the `Api`), and
 //! the piped mode prints exactly the expected lines.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::ServerProcess;
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
-use support::ServerProcess;
 use talk_client::protocol::{Cursor, EventKind, PollRequest};
 use talk_client::Api;
 

@@ -5,13 +5,11 @@
 //! Without nginx or apache2 installed the tests say so and pass, except in
 //! CI (`CI` set), where they fail.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 use talk_client::protocol::PollRequest;
 use talk_client::Api;
 
