@@ -1,11 +1,15 @@
 //! Running the real `talk` binary as a child process for tests that need a
-//! process: to kill it, signal it or limit its file descriptors.
+//! process: to kill it, signal it or limit its file descriptors; and
+//! reading its metrics, the way to know it has done something.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a condition a test waits on may take to come true.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A `talk serve` child process; killed when dropped.
 pub(crate) struct ServerProcess {
@@ -79,6 +83,18 @@ impl ServerProcess {
         format!("http://{}", self.address)
     }
 
+    /// The server's metric `name`, from its internal listener if it has one.
+    pub(crate) fn metric(&self, name: &str) -> i64 {
+        metric(self.internal_address.unwrap_or(self.address), name)
+    }
+
+    /// Waits until the server's metric `name` reads `expected`.
+    pub(crate) fn wait_for_metric(&self, name: &str, expected: i64) {
+        wait_until(&format!("{name} reads {expected}"), || {
+            self.metric(name) == expected
+        });
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -107,5 +123,35 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A metric (a gauge, or a counter without labels) of the server at
+/// `address`, read from `/metrics` on a connection of its own.
+pub(crate) fn metric(address: SocketAddr, name: &str) -> i64 {
+    let mut stream = TcpStream::connect(address).expect("connecting for /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let prefix = format!("{name} ");
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    value
+        .trim()
+        .parse::<f64>()
+        .unwrap_or_else(|error| panic!("{name} {value}: {error}")) as i64
+}
+
+/// Waits until `condition` holds, asking again every 20 ms; fails the test,
+/// saying `what` did not happen, once `PATIENCE` has passed.
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
