@@ -60,6 +60,8 @@ async fn pipelined_and_fragmented_requests_are_answered_in_order() {
         &request[head_end..],
     ] {
         raw.send(piece).await;
+        // Time must pass here, not a condition come true: apart in time,
+        // the pieces reach the server as separate reads.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pieces = raw.answer().await;
@@ -113,25 +115,10 @@ async fn a_client_that_hangs_up_frees_its_held_poll() {
     .await;
     let mut raw = Raw::connect(&server).await;
     hold_a_poll(&mut raw, "leaver").await;
-    let mut held = 0;
-    for _ in 0..100 {
-        held = polls_held(&server).await;
-        if held == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, 1, "the poll is held");
+    wait_for_polls_held(&server, 1).await;
     drop(raw);
     // The poll timeout is a minute away: only the hang-up can free it.
-    for _ in 0..250 {
-        held = polls_held(&server).await;
-        if held == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, 0, "the hung-up poll was let go");
+    wait_for_polls_held(&server, 0).await;
 }
 
 #[tokio::test]
@@ -162,7 +149,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
     let _ = start_session(&mut idle, "idle").await;
     let mut polling = Raw::connect(&server).await;
     hold_a_poll(&mut polling, "held").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     // Both connections would keep the server for its 60 s grace if they
     // were not closed.
     let stopped = tokio::spawn(server.stop());
@@ -341,8 +328,9 @@ async fn an_answer_bigger_than_the_socket_takes_is_finished_by_its_poll() {
     wait_for_polls_held(&server, 1).await;
     let text: String = ('a'..='z').cycle().take(CHARS).collect();
     bob.say(&text).await;
-    // Let the publish fill the socket before anything is read.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The publish has answered the poll (so written what the socket takes)
+    // before anything is read.
+    wait_for_polls_held(&server, 0).await;
     let answer = raw.answer().await;
     let events = answer.json["events"].as_array().map_or(0, Vec::len);
     assert_eq!(events, 1, "the answer holds the one event: {}", answer.head);
