@@ -801,16 +801,27 @@ mod tests {
     async fn leave_ends_a_waiting_next_update() {
         let client = offline_client().await;
         let poller = client.clone();
+        let (reported, first_report) = tokio::sync::oneshot::channel();
         let polling = tokio::spawn(async move {
             // Fails (nothing listens), reports the loss, then waits.
+            let mut reported = Some(reported);
             loop {
                 match poller.next_update().await {
-                    Ok(Some(_)) => continue,
+                    Ok(Some(_)) => {
+                        if let Some(reported) = reported.take() {
+                            let _ = reported.send(());
+                        }
+                    }
                     other => return other.map(|update| update.is_none()),
                 }
             }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Once the loss is reported, the poller's next call waits out the
+        // backoff, and `leave` must end it.
+        tokio::time::timeout(Duration::from_secs(5), first_report)
+            .await
+            .expect("the failed poll is reported within 5 s")
+            .unwrap();
         let _ = client.leave().await;
         let ended = tokio::time::timeout(Duration::from_secs(5), polling)
             .await
