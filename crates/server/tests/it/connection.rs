@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::raw::{find, hold_a_poll, post, start_session, Raw};
-use crate::support::{polls_held, test_config, wait_for_polls_held, TestServer};
+use crate::support::{polls_held, test_config, wait_for_polls_held, HeldClock, TestServer};
 
 #[tokio::test]
 async fn one_connection_serves_chat_requests_and_then_anything_else() {
@@ -193,6 +193,7 @@ async fn the_head_timeout_cuts_off_only_a_silent_head() {
 async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
     // The connection's one timer is set 60 s ahead for the head; a poll
     // held 200 ms must move it, not wait for it.
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         request_timeout: Duration::from_secs(60),
         ..test_config()
@@ -208,9 +209,22 @@ async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
             r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
         );
         raw.send(&post("/poll", &poll)).await;
-        let answer = tokio::time::timeout(Duration::from_secs(20), raw.answer())
-            .await
-            .unwrap_or_else(|_| panic!("a {wait_ms} ms poll was still held after 20 s"));
+        wait_for_polls_held(&server, 1).await;
+        // A wait of a second or more may end up to one 250 ms step of the
+        // connections' grid early; none ends before 80% of its time.
+        let wait = Duration::from_millis(wait_ms);
+        clock.advance(wait.mul_f64(0.8)).await;
+        assert_eq!(
+            polls_held(&server).await,
+            1,
+            "a {wait_ms} ms poll ended early"
+        );
+        // Just past its deadline, far before the head's 60 s.
+        clock
+            .advance(wait.mul_f64(0.2) + Duration::from_millis(10))
+            .await;
+        wait_for_polls_held(&server, 0).await;
+        let answer = raw.answer().await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.json["events"], serde_json::json!([]), "{answer:?}");
     }

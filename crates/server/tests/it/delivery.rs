@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use talk_client::protocol::{Cursor, PollRequest, Reset};
 
 use crate::support::{
-    message_texts, test_config, wait_for_gauge, wait_for_polls_held, Person, TestServer,
+    message_texts, polls_held, test_config, wait_for_gauge, wait_for_polls_held, HeldClock, Person,
+    TestServer,
 };
 
 #[tokio::test]
@@ -49,23 +50,33 @@ async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn a_poll_with_nothing_to_say_answers_empty_when_its_time_is_up() {
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         poll_timeout: Duration::from_millis(300),
         ..test_config()
     })
     .await;
     let ada = server.person("ada").await;
-    let started = Instant::now();
-    let answer = ada
-        .api
-        .poll(&PollRequest {
-            token: ada.token().to_owned(),
-            channel: Some(ada.channel.clone()),
-            cursor: Some(ada.cursor.clone()),
-            wait_ms: None,
-        })
-        .await
-        .unwrap();
+    let started = tokio::time::Instant::now();
+    let polling = {
+        let (api, request) = (
+            ada.api.clone(),
+            PollRequest {
+                token: ada.token().to_owned(),
+                channel: Some(ada.channel.clone()),
+                cursor: Some(ada.cursor.clone()),
+                wait_ms: None,
+            },
+        );
+        tokio::spawn(async move { api.poll(&request).await })
+    };
+    wait_for_polls_held(&server, 1).await;
+    clock.advance(Duration::from_millis(290)).await;
+    assert_eq!(polls_held(&server).await, 1, "answered before the timeout");
+    // Past the timeout and its jitter.
+    clock.advance(Duration::from_millis(50)).await;
+    wait_for_polls_held(&server, 0).await;
+    let answer = polling.await.unwrap().unwrap();
     let held = started.elapsed();
     assert!(answer.events.is_empty() && answer.reset.is_none() && !answer.reconnect);
     assert_eq!(answer.cursor, ada.cursor);

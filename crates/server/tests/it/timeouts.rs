@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::raw::{connect, post, start_session, Front, Raw, FRONTS};
-use crate::support::{gauge, test_config, TestServer};
+use crate::support::{gauge, polls_held, test_config, wait_for_polls_held, HeldClock, TestServer};
 
 /// Short, so that the tests are quick, but under a second: longer waits
 /// end on the connections' 250 ms grid, which would blur the bounds below.
@@ -181,6 +181,7 @@ async fn an_idle_connection_is_closed_after_the_timeout() {
 
 #[tokio::test]
 async fn a_poll_held_longer_than_the_timeout_is_not_cut_off() {
+    let clock = HeldClock::hold();
     let server = start_server().await;
     for front in FRONTS {
         let mut raw = connect(&server, front).await;
@@ -193,6 +194,12 @@ async fn a_poll_held_longer_than_the_timeout_is_not_cut_off() {
             r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
         );
         raw.send(&post("/poll", &poll)).await;
+        wait_for_polls_held(&server, 1).await;
+        clock.advance(TIMEOUT * 2).await;
+        assert_eq!(polls_held(&server).await, 1, "{front:?}: cut off");
+        // Just past the poll's own deadline.
+        clock.advance(TIMEOUT / 2 + Duration::from_millis(10)).await;
+        wait_for_polls_held(&server, 0).await;
         let answer = raw.answer().await;
         assert_eq!(answer.status, 200, "{front:?}: {answer:?}");
         assert_eq!(answer.json["events"], serde_json::json!([]), "{front:?}");
