@@ -165,6 +165,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
 
 #[tokio::test]
 async fn the_head_timeout_cuts_off_only_a_silent_head() {
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         request_timeout: Duration::from_millis(300),
         ..test_config()
@@ -183,10 +184,15 @@ async fn the_head_timeout_cuts_off_only_a_silent_head() {
             r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
         );
         raw.send(&post("/poll", &poll)).await;
+        wait_for_polls_held(&server, 1).await;
+        // Just past the poll's deadline (timers count whole milliseconds).
+        clock.advance(Duration::from_millis(wait_ms + 10)).await;
+        wait_for_polls_held(&server, 0).await;
         assert_eq!(raw.answer().await.status, 200);
     }
     raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\n").await;
-    assert!(raw.closed_by_server().await, "a head never finished");
+    let closed = raw.closed_by_server_as_time_passes(&clock, Duration::from_millis(50));
+    assert!(closed.await, "a head never finished");
 }
 
 #[tokio::test]
