@@ -778,7 +778,9 @@ mod tests {
         assert_ne!(first, new_send_id());
     }
 
-    #[tokio::test]
+    // The clock is paused: the retries' pauses pass at once. Every request
+    // is refused at once, so the clock never jumps while one is on its way.
+    #[tokio::test(start_paused = true)]
     async fn gives_up_a_send_after_retry_for() {
         // Port 9 (discard) is closed on loopback: every request fails fast.
         let mut config = ClientConfig::new("http://127.0.0.1:9");
@@ -789,7 +791,7 @@ mod tests {
         };
         config.resume = offline_client().await.inner.config.resume.clone();
         let client = Client::connect(config).await.unwrap();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let error = client.send("hello").await.unwrap_err();
         assert!(matches!(error, Error::Transport(_)), "{error}");
         // The message names the cause, not only reqwest's "error sending request".
@@ -797,7 +799,9 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
-    #[tokio::test]
+    // Paused as above: the backoff the poller waits out and the three
+    // seconds of `leave`'s own retries pass at once.
+    #[tokio::test(start_paused = true)]
     async fn leave_ends_a_waiting_next_update() {
         let client = offline_client().await;
         let poller = client.clone();
