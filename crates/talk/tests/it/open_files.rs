@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{metric, wait_until, ServerProcess};
+use crate::support::{find, metric, wait_until, ServerProcess};
 
 /// The server's open-files limit; it closes connections from 95% of it.
 const LIMIT: usize = 512;
@@ -114,12 +114,6 @@ impl Http {
             Err(_) => true,
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// Sessions whose polls the server holds, with their connections. All

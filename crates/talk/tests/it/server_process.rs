@@ -9,8 +9,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::ServerProcess;
-use talk_client::protocol::{Event, PollRequest};
+use crate::support::{message_texts, ServerProcess};
+use talk_client::protocol::PollRequest;
 use talk_client::Api;
 
 /// How long any one expected thing may take.
@@ -57,7 +57,7 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
             })
             .await
             .unwrap();
-        let mut seen: Vec<String> = texts(&partway.events);
+        let mut seen: Vec<String> = message_texts(&partway.events);
 
         // More sends race the kill: some are acknowledged, the last may not
         // be. The kill comes once the racing sender has had a few answers.
@@ -113,7 +113,7 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
             if answer.events.is_empty() {
                 break;
             }
-            seen.extend(texts(&answer.events));
+            seen.extend(message_texts(&answer.events));
             cursor = answer.cursor;
         }
         // Every acknowledged message, once, in order; at most the one
@@ -128,14 +128,6 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
         );
         drop(server);
     });
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(Event::message_text)
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! Running the real `talk` binary as a child process for tests that need a
-//! process: to kill it, signal it or limit its file descriptors; and
-//! reading its metrics, the way to know it has done something.
+//! process (to kill it, signal it or limit its file descriptors), reading
+//! its metrics (the way to know it has done something), and small readers
+//! of what it answers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use talk_client::protocol::Event;
 
 /// How long a condition a test waits on may take to come true.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -124,6 +127,22 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The texts of the `message` events.
+pub(crate) fn message_texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(Event::message_text)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where `needle` first stands in `haystack`.
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 /// A metric (a gauge, or a counter without labels) of the server at
