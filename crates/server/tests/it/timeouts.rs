@@ -158,7 +158,9 @@ async fn r22_the_timeout_counts_from_the_first_byte_not_from_the_idle_start() {
         let mut raw = connect(&server, front).await;
         start_session(&mut raw, &format!("first-{front:?}")).await;
         // Idle for most of the timeout, then a request that takes half of
-        // it: slow, but whole within the timeout of its first byte.
+        // it: slow, but whole within the timeout of its first byte. Real
+        // time passes here, not a held clock: the server must have read
+        // the head before time moves on, and nothing it exposes says so.
         tokio::time::sleep(TIMEOUT.mul_f64(0.8)).await;
         let request = start_request(&format!("second-{front:?}"));
         let (head, rest) = request.split_at(20);
