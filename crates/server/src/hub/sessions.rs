@@ -125,7 +125,7 @@ impl Hub {
         };
         self.forget_session(session, &state.name);
         let channel = state.channel;
-        channel.unpark_session(session);
+        channel.unpark_session(session.key());
         session.wake.notify_waiters();
         // Announced while still a member: only members publish to a
         // channel, which is what lets an idle channel leave memory safely.
@@ -204,7 +204,7 @@ impl Hub {
             }
         };
         // Parked polls must not be answered with the session's own leave.
-        old.unpark_session(session);
+        old.unpark_session(session.key());
         if n_members <= self.settings.presence_limit {
             let joined = self
                 .publish(&new, &before.name, before.color, EventKind::Join, None)
