@@ -372,6 +372,126 @@ fn take_answer<A: Answer>(shared: &Shared, state: &Mutex<PollerState>, answer: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{BenchEvent, StreamPosition};
+
+    /// An answer of any server: where it says the stream stands, its
+    /// events' seqs (all stamped), and whether it resets the stream.
+    struct Scripted {
+        position: Option<(&'static str, u64)>,
+        seqs: Vec<u64>,
+        resets: bool,
+    }
+
+    impl Answer for Scripted {
+        fn position(&self) -> Option<StreamPosition<'_>> {
+            self.position
+                .map(|(epoch, seq)| StreamPosition { epoch, seq })
+        }
+
+        fn events(&self) -> impl Iterator<Item = BenchEvent> + '_ {
+            self.seqs.iter().map(|&seq| BenchEvent {
+                seq,
+                sent_micros: Some(now_micros()),
+            })
+        }
+
+        fn resets(&self) -> bool {
+            self.resets
+        }
+    }
+
+    /// Takes `answers` in as one poller would (the first until one says
+    /// where the stream stands) and says what the accounting made of them:
+    /// (started, deliveries, duplicates, resets, held polls, contiguous).
+    fn check(answers: Vec<Scripted>, expected: (bool, u64, u64, u64, u64, u64)) {
+        let shared = Shared {
+            window: Mutex::new(Window::default()),
+            ready: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            send_gate: SendGate::default(),
+        };
+        let state = Mutex::new(PollerState::new(0));
+        let mut is_first = true;
+        for answer in &answers {
+            take_answer(&shared, &state, answer, is_first);
+            is_first &= answer.position().is_none();
+        }
+        let state = state.lock().unwrap();
+        let window = shared.window.lock().unwrap();
+        let got = (
+            state.started,
+            window.deliveries,
+            state.duplicates,
+            state.resets,
+            window.held_polls,
+            state.contiguous,
+        );
+        assert_eq!(got, expected);
+    }
+
+    fn answer(position: Option<(&'static str, u64)>, seqs: &[u64]) -> Scripted {
+        Scripted {
+            position,
+            seqs: seqs.to_vec(),
+            resets: false,
+        }
+    }
+
+    #[test]
+    fn a_first_answer_starts_the_stream_and_its_history_is_not_delivered() {
+        // talk: the first answer is history up to its cursor.
+        check(
+            vec![
+                answer(Some(("e", 3)), &[1, 2, 3]),
+                answer(Some(("e", 5)), &[4, 5]),
+            ],
+            (true, 2, 0, 0, 0, 5),
+        );
+        // A server whose first answer is the stream's first message (0).
+        check(
+            vec![
+                answer(None, &[]),
+                answer(Some(("", 0)), &[0]),
+                answer(Some(("", 1)), &[1]),
+                answer(None, &[]),
+            ],
+            (true, 1, 0, 0, 1, 1),
+        );
+        // A server whose first answer starts the stream and brings more.
+        check(
+            vec![answer(Some(("", 0)), &[1, 2]), answer(None, &[3])],
+            (true, 3, 0, 0, 0, 3),
+        );
+        // No answer said where the stream stands: nothing started.
+        check(
+            vec![answer(None, &[]), answer(None, &[])],
+            (false, 0, 0, 0, 0, 0),
+        );
+    }
+
+    #[test]
+    fn a_reset_or_a_new_epoch_restarts_the_stream() {
+        let reset = Scripted {
+            resets: true,
+            ..answer(Some(("e", 9)), &[8, 9])
+        };
+        check(
+            vec![
+                answer(Some(("e", 1)), &[]),
+                reset,
+                answer(Some(("e", 10)), &[10]),
+            ],
+            (true, 1, 0, 1, 0, 10),
+        );
+        check(
+            vec![
+                answer(Some(("e", 1)), &[]),
+                answer(Some(("f", 4)), &[4]),
+                answer(Some(("f", 5)), &[5, 5]),
+            ],
+            (true, 2, 1, 1, 0, 5),
+        );
+    }
 
     fn state_after(seqs: &[u64]) -> PollerState {
         let mut state = PollerState {
