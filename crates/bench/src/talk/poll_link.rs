@@ -6,7 +6,7 @@
 //! in answers for far less CPU than the server spends making them: reqwest's
 //! pool, URL parsing and per-request machinery, and even a bare hyper client
 //! connection with its connection task, cost about as much as the server's
-//! own answer (see BENCHMARKS.md). Both speak the protocol crate's types, so
+//! own answer (see bench/HISTORY.md). Both speak the protocol crate's types, so
 //! what is measured is the same protocol.
 
 use std::borrow::Cow;
