@@ -294,13 +294,20 @@
     }
     queueRunning = false;
   }
-  async function sendWithRetry(job) {
+  function sendWithRetry(job) {
+    return postForSession((token) => ({ v: 1, op: 'send', token, id: job.id, text: job.text }), 20000, () => true);
+  }
+
+  /** POSTs a request of the session to /broadcast: starts a new session when
+   * the server forgot this one, and tries again after transient failures for
+   * as long as `wanted()` says the answer is still of use. */
+  async function postForSession(bodyFor, timeoutMs, wanted) {
     let failures = 0;
-    for (;;) {
+    while (wanted()) {
       let token;
       try {
         token = await ensureSession();
-        return await post('broadcast', { v: 1, op: 'send', token, id: job.id, text: job.text }, 20000);
+        return await post('broadcast', bodyFor(token), timeoutMs);
       } catch (error) {
         if (error.code === 'unknown_session') {
           forgetToken(token);
@@ -311,21 +318,33 @@
         await sleep(error.retryAfterMs || backoff(failures));
       }
     }
+    return null;
   }
 
+  /** Asks who is in the channel shown, with the `who` operation: outside the
+   * send queue and the send rate limit, so it never delays what the person
+   * types. A server older than `who` refuses it as a bad request; then the
+   * `/who` command is sent through the queue, as such servers need. */
   function refreshMembers() {
     const channel = view.channel;
-    enqueue({
-      id: 'w' + randomHex(8),
-      text: '/who',
-      resolve(answer) {
-        const reply = answer && answer.reply;
-        if (reply && reply.type === 'who' && reply.channel === view.channel && channel === view.channel) {
-          setMembers(reply.members || []);
-          tell({ t: 'members', channel: view.channel, members: view.members });
-        }
-      },
-      reject() { /* the count stays unknown */ },
+    const stillShown = () => channel === view.channel;
+    const show = (answer) => {
+      if (answer && answer.channel === view.channel && stillShown()) {
+        setMembers(answer.members || []);
+        tell({ t: 'members', channel: view.channel, members: view.members });
+      }
+    };
+    postForSession((token) => ({ v: 1, op: 'who', token }), 15000, stillShown).then(show, (error) => {
+      if (error.code !== 'bad_request') return; // the count stays unknown
+      enqueue({
+        id: 'w' + randomHex(8),
+        text: '/who',
+        resolve(answer) {
+          const reply = answer && answer.reply;
+          if (reply && reply.type === 'who') show(reply);
+        },
+        reject() { /* the count stays unknown */ },
+      });
     });
   }
 
