@@ -39,6 +39,8 @@
   const STORE = 'talk:' + serverBase;
   const TAB = randomHex(8);
   const MAX_LINES = 400;
+  /** The event types that tell who is in the channel, and how. */
+  const PRESENCE_EVENT_TYPES = Object.freeze(['join', 'leave', 'nick', 'color', 'message', 'me']);
   const DEFAULT_POLL_TIMEOUT_MS = 25000;
 
   function cleanChannel(value) {
@@ -419,7 +421,9 @@
         else identity = Object.assign({}, identity, { color: event.color });
         display.showMe({ name: identity.name, color: event.color });
       }
-      if (!live || !shown.members) return;
+      // An event of a type this widget does not know (a newer server's) says
+      // nothing about who is here: its sender stays in the list.
+      if (!live || !shown.members || !PRESENCE_EVENT_TYPES.includes(event.type)) return;
       const members = shown.members.filter((m) => m.name !== event.from);
       if (event.type === 'join' || event.type === 'color' || event.type === 'message' || event.type === 'me') {
         members.push({ name: event.from, color: event.color });
