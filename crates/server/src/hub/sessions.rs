@@ -295,9 +295,14 @@ impl Hub {
         Ok(announced?.0)
     }
 
-    /// The people in the session's channel, by name.
-    pub(crate) fn who(&self, session: &Session) -> (ChannelName, Vec<Member>) {
-        let channel = session.update(|state| state.channel.clone());
+    /// The people in the session's channel, by name. It takes no turn of
+    /// the session (`changes`): it changes nothing, so it need not wait
+    /// for the session's sends. An ended session is unknown.
+    pub(crate) fn who(&self, session: &Session) -> Result<(ChannelName, Vec<Member>), Error> {
+        let (channel, ended) = session.update(|state| (state.channel.clone(), state.ended));
+        if ended {
+            return Err(Error::UnknownSession);
+        }
         let channel_name = channel.name.clone();
         let tokens = channel.member_tokens();
         let sessions: Vec<Arc<Session>> = {
@@ -318,7 +323,7 @@ impl Hub {
             })
             .collect();
         members.sort_by_key(|member| member.name.to_ascii_lowercase());
-        (channel_name, members)
+        Ok((channel_name, members))
     }
 
     /// Answers every held poll with a reconnect hint, and refuses new sessions.
