@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Runs `talk bench fanout --peer nchan` against a fresh nginx with the Nchan
-# module (crates/bench/nchan/nginx.conf), nginx pinned to core 0 and the
-# bench to core 1 as in run-one.sh, and appends the bench's JSON line to
+# Runs `talk-peers fanout --peer nchan` against a fresh nginx with the Nchan
+# module (bench/peers/nchan/nginx.conf), nginx pinned to core 0 and the
+# bench to core 1 as in crates/bench/scripts/run-one.sh, and appends the bench's JSON line to
 # $RESULTS (default bench-results.jsonl). The server CPU and memory are its
 # one worker process's.
 #
-#   crates/bench/scripts/run-nchan.sh --workers 1 --pollers 5000 --messages 100 --interval-ms 100
+#   bench/scripts/run-nchan.sh --workers 1 --pollers 5000 --messages 100 --interval-ms 100
 #
 # nginx is ended by its master's PID when the run ends, also on failure.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-TALK=${TALK:-target/release/talk}
+cd "$(dirname "$0")/../.."
+# Built by `cargo build --release --manifest-path bench/Cargo.toml --target-dir target`.
+TALK_PEERS=${TALK_PEERS:-target/release/talk-peers}
 RESULTS=${RESULTS:-bench-results.jsonl}
 NGINX=${NGINX:-/usr/sbin/nginx}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
@@ -34,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 sed -e "s|@MODULE@|$NCHAN_MODULE|g" -e "s|@LISTEN@|127.0.0.1:$port|g" -e "s|@DIR@|$dir|g" \
-  crates/bench/nchan/nginx.conf >"$dir/nginx.conf"
+  bench/peers/nchan/nginx.conf >"$dir/nginx.conf"
 taskset -c 0 "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
 master=$!
 worker=""
@@ -49,7 +50,7 @@ if [ -z "$worker" ] || ! kill -0 "$master" 2>/dev/null; then
 fi
 out=$(mktemp)
 status=0
-RUST_LOG=warn taskset -c 1 "$TALK" bench fanout --peer nchan "$@" --url "http://127.0.0.1:$port" \
+RUST_LOG=warn taskset -c 1 "$TALK_PEERS" fanout --peer nchan "$@" --url "http://127.0.0.1:$port" \
   --server-pid "$worker" | tee "$out" || status=$?
 tail -n 1 "$out" >>"$RESULTS"
 # Keep nginx's error log when it said anything but the expected warning

@@ -1,16 +1,17 @@
 //! A seconds-long fan-out smoke run of the bench against a real nginx with
-//! the Nchan module, configured by `crates/bench/nchan/nginx.conf`: the run
+//! the Nchan module, configured by `nchan/nginx.conf` of this crate: the run
 //! must be clean (nothing lost, duplicated or reordered) and every poller
 //! must get every message. Timing is never asserted.
 //!
 //! Without nginx or the Nchan module the test says so and passes, except in
-//! CI (`CI` set), where it fails, as the proxy tests of `crates/talk` do.
+//! CI (`CI` set), where it fails, as the proxy tests of talk do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use talk_bench::{FanoutConfig, Peer, PollTransport, Scenario, Target};
+use talk_bench::{FanoutConfig, PollTransport, Scenario, Target};
+use talk_peers::Nchan;
 
 /// Where Debian's `libnginx-mod-nchan` puts the module.
 const NCHAN_MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
@@ -71,7 +72,6 @@ fn nginx_with_nchan() -> Option<PathBuf> {
 fn nchan_target(base_url: String, drain: Duration) -> Target {
     Target {
         base_url,
-        peer: Peer::Nchan,
         server_pid: None,
         workers: 0,
         worker_program: None,
@@ -157,7 +157,7 @@ async fn a_fanout_through_nchan_loses_nothing() {
     });
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
-        talk_bench::run(&target, &scenario),
+        talk_bench::run::<Nchan>(&target, &scenario),
     )
     .await
     .expect("the run ends within 2 minutes")
@@ -186,7 +186,9 @@ async fn only_fanout_drives_nchan() {
         channels: 1,
         hold: Duration::from_secs(1),
     });
-    let error = talk_bench::run(&target, &scenario).await.unwrap_err();
+    let error = talk_bench::run::<Nchan>(&target, &scenario)
+        .await
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "bad bench configuration: only the fan-out scenario can drive a peer other than talk"

@@ -1,16 +1,24 @@
-//! The publishing end of a peer server's channels (Nchan, the bench's
+//! The publishing end of a peer server's channels (Nchan, the peer bench's
 //! Socket.IO server): `POST /pub/<channel>` with a bench text as the body,
 //! one at a time per channel, so that messages enter each channel in the
 //! order of their numbers even when an answer is slow. Each peer says which
 //! answers mean "published".
+//!
+//! A peer has no seqs: a message's number within its channel stands for
+//! one. Numbers start at 1, after Nchan's first message (0, published
+//! before the pollers start) and after a Socket.IO socket's stream starts
+//! (see `nchan`, `socketio`).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
+use talk_bench::{bench_text, Publisher, SendStats};
+
 /// Whether a peer's answer (status, body) says the message was published.
-pub(crate) type Accepts = fn(u16, &[u8]) -> Result<(), String>;
+pub type Accepts = fn(u16, &[u8]) -> Result<(), String>;
 
 /// Publishes bench messages to a peer server's channels.
-pub(crate) struct PeerPublisher {
+pub struct PeerPublisher {
     http: reqwest::Client,
     /// Per channel index, its publishing URL.
     urls: Vec<String>,
@@ -23,7 +31,7 @@ pub(crate) struct PeerPublisher {
 impl PeerPublisher {
     /// A publisher to `channels` of the server at `base_url`, whose answers
     /// `accepts` judges.
-    pub(crate) fn new(base_url: &str, channels: &[String], accepts: Accepts) -> PeerPublisher {
+    pub fn new(base_url: &str, channels: &[String], accepts: Accepts) -> PeerPublisher {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
@@ -46,7 +54,7 @@ impl PeerPublisher {
 
     /// Publishes `text` to channel `channel_index`, after the messages
     /// already waiting for their turn there.
-    pub(crate) async fn publish(&self, channel_index: usize, text: String) -> Result<(), String> {
+    pub async fn publish(&self, channel_index: usize, text: String) -> Result<(), String> {
         let _turn = self.turns[channel_index].lock().await;
         let answer = self
             .http
@@ -60,5 +68,21 @@ impl PeerPublisher {
         // Read the body whole, so the connection is kept for the next one.
         let body = answer.bytes().await.unwrap_or_default();
         (self.accepts)(status, &body)
+    }
+}
+
+impl Publisher for PeerPublisher {
+    async fn send(
+        &self,
+        channel_index: usize,
+        turn: u64,
+        run_id: &str,
+        _number: u64,
+        _stats: &Mutex<SendStats>,
+    ) -> Result<u64, String> {
+        let seq = turn + 1;
+        self.publish(channel_index, bench_text(run_id, seq))
+            .await
+            .map(|()| seq)
     }
 }

@@ -1,11 +1,11 @@
 //! A seconds-long fan-out smoke run of the bench against the real Socket.IO
-//! server of `crates/bench/socketio/` on Node: the run must be clean
+//! server of `bench/peers/socketio/` on Node: the run must be clean
 //! (nothing lost, duplicated or reordered) and every poller must get every
 //! message. The server pings every second here instead of every 25 s, so
 //! that the pollers' pongs are part of the run. Timing is never asserted.
 //!
 //! Without `node` or the server's `node_modules` (`npm ci` in
-//! `crates/bench/socketio`) the test says so and passes, except in CI (`CI`
+//! `bench/peers/socketio`) the test says so and passes, except in CI (`CI`
 //! set), where it fails, as the Nchan test does.
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use talk_bench::{FanoutConfig, Peer, PollTransport, Scenario, Target};
+use talk_bench::{FanoutConfig, PollTransport, Scenario, Target};
+use talk_peers::Socketio;
 
 /// The Node server, ended by its PID when dropped.
 struct SocketioServer {
@@ -46,17 +47,17 @@ fn node_and_modules() -> bool {
     let missing = if !node {
         Some("node is not installed")
     } else if !server_dir().join("node_modules/socket.io").is_dir() {
-        Some("crates/bench/socketio/node_modules is missing")
+        Some("bench/peers/socketio/node_modules is missing")
     } else {
         None
     };
     if let Some(missing) = missing {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{missing}, and CI requires it (apt-get install nodejs npm; npm ci in crates/bench/socketio)"
+            "{missing}, and CI requires it (apt-get install nodejs npm; npm ci in bench/peers/socketio)"
         );
         eprintln!(
-            "SKIPPED socketio test: {missing} (apt-get install nodejs npm; npm ci in crates/bench/socketio)"
+            "SKIPPED socketio test: {missing} (apt-get install nodejs npm; npm ci in bench/peers/socketio)"
         );
         return false;
     }
@@ -115,7 +116,6 @@ impl SocketioServer {
 fn socketio_target(base_url: String, drain: Duration) -> Target {
     Target {
         base_url,
-        peer: Peer::Socketio,
         server_pid: None,
         workers: 0,
         worker_program: None,
@@ -145,7 +145,7 @@ async fn a_fanout_through_socketio_loses_nothing() {
     });
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
-        talk_bench::run(&target, &scenario),
+        talk_bench::run::<Socketio>(&target, &scenario),
     )
     .await
     .expect("the run ends within 2 minutes")
@@ -186,7 +186,9 @@ async fn a_server_that_is_not_socketio_fails_the_handshake() {
         messages: 1,
         interval: Duration::from_millis(100),
     });
-    let error = talk_bench::run(&target, &scenario).await.unwrap_err();
+    let error = talk_bench::run::<Socketio>(&target, &scenario)
+        .await
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "the peer server's handshake failed: undecodable answer (status 200): not an open packet: \"hello\""

@@ -1,8 +1,8 @@
 //! Socket.IO, over its HTTP long-polling transport, as a peer to compare
 //! talk with: the Engine.IO v4 polling client of a poller and the publisher,
 //! driven with the bench's own lean connections and bench messages, so that
-//! both servers are measured the same way (`crates/bench/socketio/` has the
-//! Node server).
+//! both servers are measured the same way (`socketio/` beside this crate's
+//! manifest has the Node server). Fan-out only ([`Socketio`]).
 //!
 //! A poller starts an Engine.IO session with a handshake, `GET
 //! /socket.io/?EIO=4&transport=polling&channel=<channel>`, answered by the
@@ -42,10 +42,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::peer_publisher::PeerPublisher;
-use crate::poll_connection::{HttpError, LeanLink};
-use crate::poller::parse_bench_text;
-use crate::transport::PollError;
+use talk_bench::{
+    parse_bench_text, Answer, BenchEvent, Error, GroupSpec, HttpError, LeanLink, PollError,
+    Pollers, Protocol, Scenario, StreamPosition, Target,
+};
+
+use crate::publisher::PeerPublisher;
 
 /// The path of Socket.IO's requests, with the query every one of them has.
 const ENGINE_PATH: &str = "/socket.io/?EIO=4&transport=polling";
@@ -64,7 +66,7 @@ pub(crate) struct SocketioMessage {
 
 /// What one long-poll answer brought a poller.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Delivery {
+pub struct Delivery {
     /// The answer carried the Socket.IO connect acknowledgement: the socket
     /// is in its channel's room, and its stream starts here.
     pub(crate) connected: bool,
@@ -359,7 +361,7 @@ fn pongs(pings: usize) -> String {
 /// One Socket.IO socket in a channel's room, polling over its own lean
 /// connection and posting over another.
 #[derive(Debug)]
-pub(crate) struct Subscriber {
+pub struct Subscriber {
     /// The long-polls.
     polls: LeanLink,
     /// The posts: the connect packet and the pongs.
@@ -499,14 +501,115 @@ impl Subscriber {
         *pings_due = delivery.pings;
         Ok(delivery)
     }
+}
+
+impl talk_bench::Subscriber for Subscriber {
+    type Answer = Delivery;
+
+    async fn poll(&mut self) -> Result<Delivery, PollError> {
+        self.next().await
+    }
 
     /// Drops both connections (after a poll that hung), so the next call
     /// makes new ones. Engine.IO closes a session whose long-poll
     /// connection closes, so a connected socket's next poll learns that its
     /// session is over; one still connecting starts again.
-    pub(crate) fn forget_connection(&mut self) {
+    fn forget_connection(&mut self) {
         self.polls.forget_connection();
         self.posts.forget_connection();
+    }
+}
+
+impl Answer for Delivery {
+    /// The connect acknowledgement starts the stream: the socket is in the
+    /// room from here on, and the publisher sends nothing before every
+    /// poller has it, so the stream starts before message 1.
+    fn position(&self) -> Option<StreamPosition<'_>> {
+        self.connected
+            .then_some(StreamPosition { epoch: "", seq: 0 })
+    }
+
+    fn events(&self) -> impl Iterator<Item = BenchEvent> + '_ {
+        self.messages.iter().map(|message| BenchEvent {
+            seq: message.seq,
+            sent_micros: Some(message.sent_micros),
+        })
+    }
+}
+
+/// Socket.IO's protocol over HTTP long-polling: each poller a socket in
+/// its channel's room, a publisher on `/pub/<channel>` of the peer bench's
+/// server.
+#[derive(Debug, Clone, Copy)]
+pub struct Socketio;
+
+impl Protocol for Socketio {
+    const NAME: &'static str = "socketio";
+    type Pollers = SocketioPollers;
+    type Publisher = PeerPublisher;
+
+    fn check_scenario(scenario: &Scenario) -> Result<(), Error> {
+        crate::fanout_only(scenario)
+    }
+
+    /// A handshake, whose ping interval is the longest a long-poll is held.
+    async fn probe(target: &Target, _run_id: &str) -> Result<Duration, Error> {
+        let server = talk_bench::server_address(&target.base_url)?;
+        tokio::time::timeout(Duration::from_secs(10), probe(server))
+            .await
+            .map_err(|_| Error::Handshake("no answer within 10 s".into()))?
+            .map_err(|error| Error::Handshake(error.to_string()))
+    }
+
+    /// Publishes nothing now: Socket.IO has no history, so a channel's
+    /// messages start once every poller is in its room.
+    async fn publisher(
+        target: &Target,
+        _run_id: &str,
+        channels: &[String],
+        _rate_per_channel: f64,
+    ) -> Result<PeerPublisher, Error> {
+        Ok(publisher(&target.base_url, channels))
+    }
+
+    fn pollers(spec: &GroupSpec, server: SocketAddr) -> Result<SocketioPollers, Error> {
+        let host = server.to_string();
+        Ok(SocketioPollers {
+            server,
+            source: spec.source_ip,
+            handshakes: spec
+                .channels
+                .iter()
+                .map(|channel| handshake_request(channel, &host))
+                .collect(),
+            host: host.into(),
+            run_id: spec.run_id.as_str().into(),
+        })
+    }
+}
+
+/// What a worker's Socket.IO pollers share.
+#[derive(Debug)]
+pub struct SocketioPollers {
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    /// Per channel index, the handshake request (see [`handshake_request`]).
+    handshakes: Vec<Arc<[u8]>>,
+    host: Arc<str>,
+    run_id: Arc<str>,
+}
+
+impl Pollers for SocketioPollers {
+    type Subscriber = Subscriber;
+
+    fn subscriber(&self, _index: usize, channel_index: usize) -> Subscriber {
+        Subscriber::new(
+            self.server,
+            self.source,
+            self.handshakes[channel_index].clone(),
+            self.host.clone(),
+            self.run_id.clone(),
+        )
     }
 }
 
@@ -537,7 +640,7 @@ pub(crate) async fn probe(server: SocketAddr) -> Result<Duration, PollError> {
 }
 
 /// The publisher of a run's channels, to the bench's Socket.IO server
-/// (`crates/bench/socketio/server.js`), which emits each message to the
+/// (`socketio/server.js`), which emits each message to the
 /// channel's room and answers `200 ok` once it has.
 pub(crate) fn publisher(base_url: &str, channels: &[String]) -> PeerPublisher {
     PeerPublisher::new(base_url, channels, |status, body| match (status, body) {
@@ -879,8 +982,8 @@ mod tests {
             )
         };
         let poll = format!("GET {sid_path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-        let first = crate::poller::bench_text("r1", 1);
-        let second = crate::poller::bench_text("r1", 2);
+        let first = talk_bench::bench_text("r1", 1);
+        let second = talk_bench::bench_text("r1", 2);
         let events = format!("42[\"message\",\"{first}\"]\x1e42[\"message\",\"{second}\"]");
         let serving = tokio::spawn(async move {
             let (mut polls, _) = listener.accept().await.unwrap();

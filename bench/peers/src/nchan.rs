@@ -1,7 +1,8 @@
-//! Nchan, the pub/sub module for nginx, as a peer to compare talk with: its
-//! long-poll subscribers and its publisher, driven with the bench's own lean
-//! connections and bench messages, so that both servers are measured the
-//! same way (`crates/bench/nchan/` has the nginx configuration).
+//! Nchan, the pub/sub module for nginx, as a peer to compare talk with
+//! ([`Nchan`]): its long-poll subscribers and its publisher, driven with the
+//! bench's own lean connections and bench messages, so that both servers are
+//! measured the same way (`nchan/nginx.conf` beside this crate's manifest
+//! has the nginx configuration). Fan-out only.
 //!
 //! A subscriber asks `GET /sub/<channel>`. Nchan answers one message per
 //! answer, named by its `Last-Modified` and `Etag` headers; the next request
@@ -22,29 +23,129 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::peer_publisher::PeerPublisher;
-use crate::poll_connection::LeanLink;
-use crate::poller::parse_bench_text;
-use crate::transport::PollError;
+use talk_bench::{
+    bench_text, parse_bench_text, Answer, BenchEvent, Error, GroupSpec, LeanLink, PollError,
+    Pollers, Protocol, Scenario, StreamPosition, Target,
+};
+
+use crate::publisher::PeerPublisher;
 
 /// How long Nchan holds a subscriber's poll before it answers 408: the
-/// `nchan_subscriber_timeout` of `crates/bench/nchan/nginx.conf`, which is
-/// talk's default poll timeout.
-pub(crate) const SUBSCRIBER_TIMEOUT: Duration = Duration::from_secs(25);
+/// `nchan_subscriber_timeout` of `nchan/nginx.conf`, which is talk's
+/// default poll timeout.
+const SUBSCRIBER_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Nchan's protocol: long-poll subscribers on `/sub/<channel>`, a
+/// publisher on `/pub/<channel>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Nchan;
+
+impl Protocol for Nchan {
+    const NAME: &'static str = "nchan";
+    type Pollers = NchanPollers;
+    type Publisher = PeerPublisher;
+
+    fn check_scenario(scenario: &Scenario) -> Result<(), Error> {
+        crate::fanout_only(scenario)
+    }
+
+    /// Nchan has no sessions to probe; its poll timeout is the
+    /// configuration's.
+    async fn probe(_target: &Target, _run_id: &str) -> Result<Duration, Error> {
+        Ok(SUBSCRIBER_TIMEOUT)
+    }
+
+    /// Publishes each channel's first message (number 0) at once: the
+    /// message every poller gets first.
+    async fn publisher(
+        target: &Target,
+        run_id: &str,
+        channels: &[String],
+        _rate_per_channel: f64,
+    ) -> Result<PeerPublisher, Error> {
+        let publisher = publisher(&target.base_url, channels);
+        for channel_index in 0..channels.len() {
+            publisher
+                .publish(channel_index, bench_text(run_id, 0))
+                .await
+                .map_err(Error::Publish)?;
+        }
+        Ok(publisher)
+    }
+
+    fn pollers(spec: &GroupSpec, server: SocketAddr) -> Result<NchanPollers, Error> {
+        let host = server.to_string();
+        Ok(NchanPollers {
+            server,
+            source: spec.source_ip,
+            starts: spec
+                .channels
+                .iter()
+                .map(|channel| request_start(channel, &host))
+                .collect(),
+            run_id: spec.run_id.as_str().into(),
+        })
+    }
+}
+
+/// What a worker's Nchan subscribers share.
+#[derive(Debug)]
+pub struct NchanPollers {
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    /// Per channel index, the start of every request (see [`request_start`]).
+    starts: Vec<Arc<[u8]>>,
+    run_id: Arc<str>,
+}
+
+impl Pollers for NchanPollers {
+    type Subscriber = Subscriber;
+
+    fn subscriber(&self, _index: usize, channel_index: usize) -> Subscriber {
+        Subscriber::new(
+            self.server,
+            self.source,
+            self.starts[channel_index].clone(),
+            self.run_id.clone(),
+        )
+    }
+}
 
 /// One bench message as a subscriber received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NchanMessage {
+struct NchanMessage {
     /// The message's number: 0 for the first, then 1, 2, … per channel.
-    pub(crate) seq: u64,
+    seq: u64,
     /// When it was sent, in microseconds since 1970.
-    pub(crate) sent_micros: u64,
+    sent_micros: u64,
+}
+
+/// What one poll brought: a message, or none when the poll timed out.
+#[derive(Debug)]
+pub struct NchanAnswer(Option<NchanMessage>);
+
+impl Answer for NchanAnswer {
+    /// A message is where the stream stands: the first one a poller gets
+    /// (number 0, see above) starts its stream.
+    fn position(&self) -> Option<StreamPosition<'_>> {
+        self.0.map(|message| StreamPosition {
+            epoch: "",
+            seq: message.seq,
+        })
+    }
+
+    fn events(&self) -> impl Iterator<Item = BenchEvent> + '_ {
+        self.0.iter().map(|message| BenchEvent {
+            seq: message.seq,
+            sent_micros: Some(message.sent_micros),
+        })
+    }
 }
 
 /// The start of every subscriber request of `channel` to `host` (the `Host`
 /// header's value), up to the headers that name the last message; built
 /// once per channel and shared by a group's pollers.
-pub(crate) fn request_start(channel: &str, host: &str) -> Arc<[u8]> {
+fn request_start(channel: &str, host: &str) -> Arc<[u8]> {
     format!("GET /sub/{channel} HTTP/1.1\r\nHost: {host}\r\n")
         .into_bytes()
         .into()
@@ -136,7 +237,7 @@ fn interpret(status: u16, body: &[u8], run_id: &str) -> Result<Option<NchanMessa
 
 /// One long-poll subscriber of a channel, over its own lean connection.
 #[derive(Debug)]
-pub(crate) struct Subscriber {
+pub struct Subscriber {
     link: LeanLink,
     /// The start of every request, shared by a group (see [`request_start`]).
     start: Arc<[u8]>,
@@ -149,7 +250,7 @@ pub(crate) struct Subscriber {
 
 impl Subscriber {
     /// A subscriber that has received nothing yet.
-    pub(crate) fn new(
+    fn new(
         server: SocketAddr,
         source: Option<IpAddr>,
         start: Arc<[u8]>,
@@ -166,7 +267,7 @@ impl Subscriber {
 
     /// Sends one poll and waits for its answer, however long it takes: the
     /// next message, or `None` when the poll timed out.
-    pub(crate) async fn next(&mut self) -> Result<Option<NchanMessage>, PollError> {
+    async fn next(&mut self) -> Result<Option<NchanMessage>, PollError> {
         let Subscriber {
             link,
             start,
@@ -188,17 +289,23 @@ impl Subscriber {
         }
         Ok(message)
     }
+}
 
-    /// Drops the connection (after a poll that hung), so the next poll
-    /// makes a new one.
-    pub(crate) fn forget_connection(&mut self) {
+impl talk_bench::Subscriber for Subscriber {
+    type Answer = NchanAnswer;
+
+    async fn poll(&mut self) -> Result<NchanAnswer, PollError> {
+        self.next().await.map(NchanAnswer)
+    }
+
+    fn forget_connection(&mut self) {
         self.link.forget_connection();
     }
 }
 
 /// The publisher of a run's channels: Nchan answers a publish with 201
 /// (a new channel) or 202.
-pub(crate) fn publisher(base_url: &str, channels: &[String]) -> PeerPublisher {
+fn publisher(base_url: &str, channels: &[String]) -> PeerPublisher {
     PeerPublisher::new(base_url, channels, |status, _body| match status {
         201 | 202 => Ok(()),
         _ => Err(format!("publish: nchan answered {status}")),
@@ -211,7 +318,6 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::poller::bench_text;
 
     /// Interprets an answer whose head had `headers` and says what came of it.
     fn check(status: u16, headers: &[(&str, &str)], body: &str, expected: &str) {

@@ -18,8 +18,8 @@ writes one answer per held poll therefore cannot finish a burst sooner
 than this, and the time to the 99th percent of a burst's sends is a
 floor under a fan-out's p99 on the same machine.
 
-    python3 crates/bench/scripts/loopback-floor.py 5000
-    python3 crates/bench/scripts/loopback-floor.py 19000 431
+    python3 bench/scripts/loopback-floor.py 5000
+    python3 bench/scripts/loopback-floor.py 19000 431
 
 Prints a summary and one JSON line. Needs two cores and room for N+1
 descriptors in each process (19,000 fit the open-files limit of 20,000).

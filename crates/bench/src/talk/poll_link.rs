@@ -6,11 +6,8 @@
 //! in answers for far less CPU than the server spends making them: reqwest's
 //! pool, URL parsing and per-request machinery, and even a bare hyper client
 //! connection with its connection task, cost about as much as the server's
-//! own answer (see BENCHMARKS.md). Both speak the protocol crate's types, so
+//! own answer (see bench/HISTORY.md). Both speak the protocol crate's types, so
 //! what is measured is the same protocol.
-//!
-//! The bench may also drive another server than talk ([`Peer`]); its
-//! protocol is in its own module (`nchan`, `socketio`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -20,25 +17,9 @@ use serde::{Deserialize, Serialize};
 use talk_client::Api;
 use talk_protocol::{Cursor, ErrorBody, PollAnswer, PollRequest, Reset};
 
-use crate::poll_connection::{HttpError, LeanLink, RequestPrefix};
+use crate::poll_connection::{LeanLink, RequestPrefix};
 use crate::poller::parse_bench_text;
-
-/// Which server the bench drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Peer {
-    /// A talk server, with talk's protocol.
-    #[default]
-    Talk,
-    /// An nginx with the Nchan pub/sub module (`crates/bench/nchan/`), to
-    /// compare talk with under the same load: long-poll subscribers on
-    /// `/sub/<channel>`, a publisher on `/pub/<channel>`. Fan-out only.
-    Nchan,
-    /// A Socket.IO server on Node (`crates/bench/socketio/`), over its HTTP
-    /// long-polling transport: each poller a socket in its channel's room,
-    /// a publisher on `/pub/<channel>`. Fan-out only.
-    Socketio,
-}
+use crate::protocol::{Answer, BenchEvent, PollError, StreamPosition};
 
 /// Which HTTP stack pollers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -50,65 +31,6 @@ pub enum PollTransport {
     Raw,
     /// `talk_client::Api` over a reqwest client shared by a worker's pollers.
     Api,
-}
-
-/// Why one poll failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum PollError {
-    /// The HTTP exchange failed (no connection, reset, closed, bad framing).
-    #[error("http: {0}")]
-    Http(#[from] HttpError),
-    /// The server answered with a protocol error.
-    #[error("server said {status} {code}")]
-    Server {
-        /// The HTTP status.
-        status: u16,
-        /// The protocol error code.
-        code: String,
-    },
-    /// The answer was not protocol JSON.
-    #[error("undecodable answer (status {status}): {reason}")]
-    Decode {
-        /// The HTTP status.
-        status: u16,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A peer's server ended the poller's session (Socket.IO: a close or
-    /// disconnect packet, or a 400 to a request of the session); the poller
-    /// cannot go on, as with talk's `unknown_session`.
-    #[error("session closed: {reason}")]
-    SessionClosed {
-        /// What the server said or did.
-        reason: String,
-    },
-    /// The poll got no answer within the poll timeout and a margin.
-    #[error("no answer in time")]
-    Timeout,
-    /// An error from the client library.
-    #[error("{0}")]
-    Client(#[from] talk_client::Error),
-}
-
-impl PollError {
-    /// A short stable name for counting errors by kind.
-    pub(crate) fn kind(&self) -> String {
-        match self {
-            PollError::Http(HttpError::Connect(_)) => "connect".into(),
-            PollError::Http(_) => "http".into(),
-            PollError::Server { code, .. } => code.clone(),
-            PollError::Decode { .. } => "decode".into(),
-            PollError::SessionClosed { .. } => "session_closed".into(),
-            PollError::Timeout => "timeout".into(),
-            PollError::Client(error) => match error.code() {
-                Some(code) => code.to_owned(),
-                None => match error {
-                    talk_client::Error::Transport(_) => "http".into(),
-                    _ => "decode".into(),
-                },
-            },
-        }
-    }
 }
 
 /// One poller's way to the server.
@@ -139,9 +61,9 @@ impl PollLink {
         &mut self,
         request: &PollRequest,
         run_id: &str,
-    ) -> Result<BenchAnswer, PollError> {
+    ) -> Result<TalkAnswer, PollError> {
         match self {
-            PollLink::Api(api) => Ok(BenchAnswer::from_answer(api.poll(request).await?, run_id)),
+            PollLink::Api(api) => Ok(TalkAnswer::from_answer(api.poll(request).await?, run_id)),
             PollLink::Raw { prefix, link, body } => {
                 body.clear();
                 // Into the poller's own buffer: `to_json` allocated a new one
@@ -161,7 +83,7 @@ impl PollLink {
 /// A poll answer as a poller takes it in: what completeness and latency
 /// are told from, nothing more.
 #[derive(Debug, PartialEq)]
-pub(crate) struct BenchAnswer {
+pub struct TalkAnswer {
     pub(crate) channel: String,
     pub(crate) cursor: Cursor,
     pub(crate) events: Vec<BenchEvent>,
@@ -170,17 +92,9 @@ pub(crate) struct BenchAnswer {
     pub(crate) reconnect: bool,
 }
 
-/// One event of a [`BenchAnswer`].
-#[derive(Debug, PartialEq)]
-pub(crate) struct BenchEvent {
-    pub(crate) seq: u64,
-    /// When it was sent, if it is a bench message of this run.
-    pub(crate) sent_micros: Option<u64>,
-}
-
-impl BenchAnswer {
+impl TalkAnswer {
     /// The bench's view of an answer the client library decoded.
-    fn from_answer(answer: PollAnswer, run_id: &str) -> BenchAnswer {
+    fn from_answer(answer: PollAnswer, run_id: &str) -> TalkAnswer {
         let events = answer
             .events
             .iter()
@@ -189,13 +103,34 @@ impl BenchAnswer {
                 sent_micros: sent_micros(run_id, event.message_text()),
             })
             .collect();
-        BenchAnswer {
+        TalkAnswer {
             channel: answer.channel,
             cursor: answer.cursor,
             events,
             reset: answer.reset.is_some(),
             reconnect: answer.reconnect,
         }
+    }
+}
+
+impl Answer for TalkAnswer {
+    fn position(&self) -> Option<StreamPosition<'_>> {
+        Some(StreamPosition {
+            epoch: &self.cursor.epoch,
+            seq: self.cursor.seq,
+        })
+    }
+
+    fn events(&self) -> impl Iterator<Item = BenchEvent> + '_ {
+        self.events.iter().copied()
+    }
+
+    fn resets(&self) -> bool {
+        self.reset
+    }
+
+    fn asks_to_reconnect(&self) -> bool {
+        self.reconnect
     }
 }
 
@@ -242,7 +177,7 @@ enum EventType {
     Other,
 }
 
-fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer, PollError> {
+fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<TalkAnswer, PollError> {
     let decode_error = |error: &dyn std::fmt::Display| PollError::Decode {
         status,
         reason: error.to_string(),
@@ -268,7 +203,7 @@ fn decode_answer(status: u16, bytes: &[u8], run_id: &str) -> Result<BenchAnswer,
                 ),
             })
             .collect();
-        Ok(BenchAnswer {
+        Ok(TalkAnswer {
             channel: fields.channel,
             cursor: fields.cursor,
             events,
@@ -413,7 +348,7 @@ mod tests {
         };
         let json = talk_protocol::to_json(&answer);
         let lean = decode_answer(200, &json, "r1").unwrap();
-        assert_eq!(lean, BenchAnswer::from_answer(answer, "r1"));
+        assert_eq!(lean, TalkAnswer::from_answer(answer, "r1"));
         let stamps: Vec<_> = lean.events.iter().map(|event| event.sent_micros).collect();
         assert_eq!(stamps, [Some(1000), None, Some(2000), None, None]);
         assert!(lean.reset && lean.reconnect);

@@ -1,5 +1,5 @@
-// A Socket.IO server as a peer that `talk bench fanout --peer socketio`
-// measures talk against (crates/bench/scripts/run-socketio.sh runs it).
+// A Socket.IO server as a peer that `talk-peers fanout --peer socketio`
+// measures talk against (bench/scripts/run-socketio.sh runs it).
 //
 //   node server.js [PORT]      (or PORT in the environment; 0 or none: any free port)
 //
