@@ -142,6 +142,17 @@ fn start_server(listen: &str, data: &Path) -> ServerProcess {
     ServerProcess::start(listen, data, &[])
 }
 
+/// Starts the server again on `address` and `data` once the receiver has
+/// found it down.
+async fn restart_once_found_down(
+    watching: &mut watch::Receiver<Seen>,
+    address: &str,
+    data: &Path,
+) -> ServerProcess {
+    wait_until_seen(watching, |seen| seen.failures >= 1).await;
+    start_server(address, data)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_lose_and_duplicate_nothing() {
     let data = tempfile::tempdir().unwrap();
@@ -158,8 +169,7 @@ async fn kill_9_and_restart_lose_and_duplicate_nothing() {
         .expect("a quarter of the messages are sent")
         .expect("the sender runs");
     server.kill_9();
-    wait_until_seen(&mut watching, |seen| seen.failures >= 1).await;
-    let _server = start_server(&address, data.path());
+    let _server = restart_once_found_down(&mut watching, &address, data.path()).await;
     let seen = finish(&ada, sending, receiving).await;
     assert!(
         seen.failures >= 1,
@@ -193,8 +203,7 @@ async fn graceful_restart_loses_and_duplicates_nothing() {
     // Sends go on while the server is down; it starts again once the
     // receiver, told to reconnect, has found it down.
     let (sending, _acknowledged) = start_sending(&ada, half..N_MESSAGES);
-    wait_until_seen(&mut watching, |seen| seen.failures >= 1).await;
-    let _server = start_server(&address, data.path());
+    let _server = restart_once_found_down(&mut watching, &address, data.path()).await;
     let seen = finish(&ada, sending, receiving).await;
     assert!(
         seen.going_away >= 1,
