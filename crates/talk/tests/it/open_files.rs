@@ -3,14 +3,12 @@
 //! oldest first, then idle keep-alive connections, the longest idle first,
 //! and never a held poll. The real binary runs under `prlimit --nofile=512`.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::ServerProcess;
+use crate::support::{find, metric, wait_until, ServerProcess};
 
 /// The server's open-files limit; it closes connections from 95% of it.
 const LIMIT: usize = 512;
@@ -118,12 +116,6 @@ impl Http {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
 /// Sessions whose polls the server holds, with their connections. All
 /// start before any polls, so that no one's join answers another's poll.
 fn held_polls(address: SocketAddr, count: usize) -> Vec<(Http, String)> {
@@ -170,32 +162,11 @@ fn stalled_request(address: SocketAddr, index: usize) -> Http {
     } else {
         http.send(b"POST /broadcast HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n{\"op\"");
     }
-    // Apart in time, so that the server sees them in this order.
+    // Apart in time, so that the server sees them in this order: it closes
+    // stalled requests by when their first byte came, so here time itself
+    // must pass; there is no condition to wait on instead.
     std::thread::sleep(Duration::from_millis(2));
     http
-}
-
-/// A metric of the server, read on a connection of its own.
-fn metric(address: SocketAddr, name: &str) -> i64 {
-    let mut http = Http::connect(address);
-    http.send(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    http.stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Waits (up to 10 s) until `condition` holds.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A new client gets in: `/healthz` answers, and a new session can poll

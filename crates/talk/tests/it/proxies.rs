@@ -5,13 +5,11 @@
 //! Without nginx or apache2 installed the tests say so and pass, except in
 //! CI (`CI` set), where they fail.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
+use crate::support::ServerProcess;
 use talk_client::protocol::PollRequest;
 use talk_client::Api;
 
@@ -109,9 +107,10 @@ fn backend(dir: &Path) -> (ServerProcess, PathBuf, u16) {
     (server, www, free_port())
 }
 
-/// Chats through the proxy at `proxy_url`: a held poll that times out, a
-/// message that wakes a held poll, and the page served by the proxy itself.
-fn chat_through(proxy_url: &str) {
+/// Chats through the proxy at `proxy_url` in front of `server`: a held poll
+/// that times out, a message that wakes a held poll, and the page served by
+/// the proxy itself.
+fn chat_through(proxy_url: &str, server: &ServerProcess) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let api = Api::new(proxy_url);
@@ -147,7 +146,8 @@ fn chat_through(proxy_url: &str) {
             let request = poll(&ada.token, Some(idle.channel), Some(idle.cursor));
             tokio::spawn(async move { api.poll(&request).await })
         };
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The server holds the poll that came through the proxy.
+        tokio::task::block_in_place(|| server.wait_for_metric("talk_polls_held", 1));
         api.send(&bob.token, "b1", "through the proxy")
             .await
             .unwrap();
@@ -212,7 +212,7 @@ fn nginx_with_the_documented_location_block() {
         .unwrap();
     let mut proxy = ProxyProcess(child);
     wait_for_port(port, &mut proxy.0);
-    chat_through(&format!("http://127.0.0.1:{port}"));
+    chat_through(&format!("http://127.0.0.1:{port}"), &server);
 }
 
 #[test]
@@ -252,5 +252,5 @@ fn apache_with_the_seeds_two_proxypass_lines() {
         .unwrap();
     let mut proxy = ProxyProcess(child);
     wait_for_port(port, &mut proxy.0);
-    chat_through(&format!("http://127.0.0.1:{port}"));
+    chat_through(&format!("http://127.0.0.1:{port}"), &server);
 }

@@ -4,16 +4,17 @@
 //! says why and never claims to listen, and `--internal-listen` takes
 //! `/metrics` off the public listener.
 
-mod support;
-
 use std::collections::HashSet;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
-use talk_client::protocol::{Event, PollRequest};
+use crate::support::{message_texts, ServerProcess};
+use talk_client::protocol::PollRequest;
 use talk_client::Api;
+
+/// How long any one expected thing may take.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
@@ -56,9 +57,11 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
             })
             .await
             .unwrap();
-        let mut seen: Vec<String> = texts(&partway.events);
+        let mut seen: Vec<String> = message_texts(&partway.events);
 
-        // More sends race the kill: some are acknowledged, the last may not be.
+        // More sends race the kill: some are acknowledged, the last may not
+        // be. The kill comes once the racing sender has had a few answers.
+        let (racing_acknowledged, mut n_racing_acknowledged) = tokio::sync::watch::channel(0);
         let racing = {
             let api = api.clone();
             let token = writer.token.clone();
@@ -70,11 +73,16 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
                         Ok(_) => acked.push(text),
                         Err(_) => break,
                     }
+                    racing_acknowledged.send_replace(acked.len());
                 }
                 acked
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let some_acknowledged = n_racing_acknowledged.wait_for(|&acked| acked >= 20);
+        tokio::time::timeout(PATIENCE, some_acknowledged)
+            .await
+            .expect("racing sends are acknowledged")
+            .expect("the racing sender runs until the kill");
         server.kill_9();
         acknowledged.extend(racing.await.unwrap());
         assert!(
@@ -105,7 +113,7 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
             if answer.events.is_empty() {
                 break;
             }
-            seen.extend(texts(&answer.events));
+            seen.extend(message_texts(&answer.events));
             cursor = answer.cursor;
         }
         // Every acknowledged message, once, in order; at most the one
@@ -120,14 +128,6 @@ fn kill_9_keeps_every_acknowledged_message_and_clients_resume_exactly() {
         );
         drop(server);
     });
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(Event::message_text)
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn sigterm_answers_held_polls_with_reconnect_and_exits_0() {
         })
         .await
     });
-    std::thread::sleep(Duration::from_millis(300));
+    server.wait_for_metric("talk_polls_held", 1);
     let status = server.terminate();
     assert_eq!(status.code(), Some(0));
     let answer = rt
@@ -182,6 +182,8 @@ fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
         .collect();
     assert!(hogs.len() > 64, "the kernel accepts into the backlog");
     let cpu_before = cpu_ticks(pid);
+    // A measurement over a second of wall time, not a wait for something
+    // to happen: the accept loop must not spin for as long as it lasts.
     std::thread::sleep(Duration::from_secs(1));
     let cpu_spent = cpu_ticks(pid) - cpu_before;
     // A spinning accept loop burns the whole second (100 ticks); backing
@@ -199,6 +201,8 @@ fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
             if let Ok(started) = api.start(Some("back"), None, None).await {
                 return Some(started);
             }
+            // A bounded retry: the server serves again once it has noticed
+            // the closed connections.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None

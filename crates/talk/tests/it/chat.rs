@@ -2,15 +2,13 @@
 //! talk to each other and to a browser-less HTTP client (the `Api`), and
 //! the piped mode prints exactly the expected lines.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{find, ServerProcess};
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
-use support::ServerProcess;
 use talk_client::protocol::{Cursor, EventKind, PollRequest};
 use talk_client::Api;
 
@@ -146,12 +144,6 @@ impl Drop for Terminal {
             let _ = self.child.kill();
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// A person on a plain HTTP client, who polls by hand.

@@ -7,15 +7,13 @@
 //! Mounting a tmpfs needs root: without it the test says so loudly and
 //! passes, except under CI (`CI` set), where it fails.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::ServerProcess;
-use talk_client::protocol::{Event, PollRequest};
+use crate::support::{message_texts, ServerProcess};
+use talk_client::protocol::PollRequest;
 use talk_client::Api;
 
 /// A tmpfs mounted for the test; unmounted when dropped, also on failure.
@@ -75,14 +73,6 @@ fn fill(disk: &Path) -> PathBuf {
     // The last few bytes of a block, too.
     while file.write(&[0u8; 512]).is_ok_and(|written| written > 0) {}
     ballast
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(Event::message_text)
-        .map(str::to_owned)
-        .collect()
 }
 
 /// `/healthz`'s status code.
@@ -156,7 +146,7 @@ fn r22_1_a_full_disk_refuses_sends_and_a_restart_after_kill_9_keeps_exactly_the_
             })
             .await
             .unwrap();
-        assert_eq!(texts(&history.events), ["before", "kept", "lost-1"]);
+        assert_eq!(message_texts(&history.events), ["before", "kept", "lost-1"]);
         let seqs: Vec<u64> = history
             .events
             .iter()
