@@ -12,7 +12,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import { extname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  CHROMIUM_ARGS, Chat, checkSequence, delay, launchBrowser, launchProfile, startServer, TALK_BIN, tempDir,
+  CHROMIUM_ARGS, Chat, checkSequence, launchBrowser, launchProfile, startServer, TALK_BIN, tempDir,
   until, watchPage,
 } from './lib/harness.mjs';
 
@@ -119,7 +119,7 @@ test('a self-hosted page on plain http chats, its tabs share one poll and hand i
   const rest = tabs.filter((chat) => chat.page !== leader);
   await leader.close();
   await direct.say('while the lease moves');
-  await delay(100);
+  await direct.waitForMessages(['while the lease moves']);
   await rest[0].say('a follower after the handover');
   said.push('while the lease moves', 'a follower after the handover');
   for (const chat of rest) {

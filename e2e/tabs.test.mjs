@@ -123,10 +123,11 @@ test('ten tabs share one poll, all receive and send, and survive the leader clos
       for (let i = 0; i < 6; i += 1) {
         during.push(`during handover ${i}`);
         await other.say(`during handover ${i}`);
+        // A pace, as a person types: the messages span the handover.
         await delay(150);
       }
     })();
-    await delay(200);
+    await survivors[0].waitForMessages(['during handover 0']);
     await leader.close();
     during.push('sent by a follower right after');
     await survivors[3].say('sent by a follower right after');

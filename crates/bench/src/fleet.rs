@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::protocol::Protocol;
 use crate::scenario::Target;
 use crate::worker::{GroupReport, GroupSpec, WorkerCommand, WorkerEvent, WorkerLink};
 use crate::Error;
@@ -32,7 +33,7 @@ fn source_of(target: &Target, group: usize, server_is_loopback_v4: bool) -> Opti
 
 impl Fleet {
     /// Starts `pollers` pollers over `channels` and waits for the ramp.
-    pub(crate) async fn launch(
+    pub(crate) async fn launch<T: Protocol>(
         target: &Target,
         run_id: &str,
         channels: &[String],
@@ -50,7 +51,7 @@ impl Fleet {
             // Spread the remainder over the first groups.
             let size = pollers / n_groups + usize::from(group < pollers % n_groups);
             let mut link = if target.workers == 0 {
-                WorkerLink::in_process()
+                WorkerLink::in_process::<T>()
             } else {
                 let program = target.worker_program.as_ref().ok_or_else(|| {
                     Error::Config("worker processes need a worker program".into())
@@ -65,7 +66,6 @@ impl Fleet {
                 first_index,
                 pollers: size,
                 ramp_per_second: target.ramp_per_second / n_groups as f64,
-                peer: target.peer,
                 transport: target.transport,
                 wait_ms: target.wait_ms,
                 poll_limit_ms: poll_limit.as_millis() as u64,

@@ -6,41 +6,46 @@
 //! channel to many pollers) and throughput (many channels, rising send
 //! rates). Pollers run in workers (`worker`), in this process or in child
 //! processes when one process may not hold enough sockets; the coordinator
-//! (`fleet`) merges their counters. A poller polls over its own lean
-//! HTTP/1.1 connection (`poll_connection`, chosen in `transport`), so that
-//! an answer costs the bench less CPU than it costs the server. Senders
-//! (`sender`) post stamped bench messages on a schedule. Every run is
-//! bounded in count and time and ends with a human summary and one JSON
-//! line.
+//! (`fleet`) merges their counters. Senders (`sender`) post stamped bench
+//! messages on a schedule. Every run is bounded in count and time and ends
+//! with a human summary and one JSON line.
 //!
-//! The fan-out scenario can also drive a peer, Nchan, the nginx pub/sub
-//! module (`nchan`), or Socket.IO over its long-polling transport
-//! (`socketio`), with the same pollers, senders and accounting, so that talk
-//! and a peer are measured under identical conditions.
+//! Everything above is generic over the server's [`Protocol`] (`protocol`):
+//! how a poller follows a channel and how messages are published. The bench
+//! speaks talk ([`Talk`], `talk`): a poller polls over its own lean HTTP/1.1
+//! connection (`poll_connection`), so that an answer costs the bench less
+//! CPU than it costs the server. The peer bench of the repository's
+//! `bench/` workspace implements the same traits for the servers talk is
+//! compared with, and runs the same scenarios.
 
 mod fleet;
 mod histogram;
-mod nchan;
-mod peer_publisher;
 mod poll_connection;
 mod poller;
 mod process;
+mod protocol;
 pub mod scenario;
 mod send_gate;
 mod sender;
-mod socketio;
-mod transport;
+mod talk;
 mod worker;
 
 pub use histogram::{Histogram, SparseHistogram};
+pub use poll_connection::{HttpAnswer, HttpError, LeanLink};
+pub use poller::{bench_text, now_micros, parse_bench_text};
 pub use process::{sample as sample_process, ticks_per_second, ProcessSample, Usage};
+pub use protocol::{
+    Answer, BenchEvent, ErrorLog, PollError, Pollers, Protocol, Publisher, StreamPosition,
+    Subscriber,
+};
 pub use scenario::{
     run, CapacityConfig, FanoutConfig, Outcome, Scenario, Target, ThroughputConfig,
 };
 pub use sender::SendStats;
-pub use transport::{Peer, PollTransport};
+pub use talk::{PollTransport, Talk, TalkAnswer, TalkPollers, TalkPublisher, TalkSubscriber};
 pub use worker::{
-    run_stdio_worker, run_worker, GroupReport, GroupSpec, WorkerCommand, WorkerEvent, WorkerProgram,
+    run_stdio_worker, run_worker, server_address, GroupReport, GroupSpec, WorkerCommand,
+    WorkerEvent, WorkerProgram,
 };
 
 /// What can stop a bench run.
@@ -52,10 +57,10 @@ pub enum Error {
     /// A session (probe or sender) could not be started.
     #[error("could not start a session: {0}")]
     Start(#[source] talk_client::Error),
-    /// The peer server refused the run's first message.
+    /// A server other than talk refused the run's first message.
     #[error("the peer server refused to publish: {0}")]
     Publish(String),
-    /// The peer server did not answer a handshake as expected.
+    /// A server other than talk did not answer a handshake as expected.
     #[error("the peer server's handshake failed: {0}")]
     Handshake(String),
     /// A worker failed or stopped answering.

@@ -12,11 +12,10 @@
 //! write, reads the answer's head with `httparse`, then reads exactly the
 //! body, and refuses anything else with an [`HttpError`] rather than guessing.
 //!
-//! The same connection serves the Nchan peer's subscribers (`nchan`), whose
-//! requests are `GET`s and whose answers name their message in headers: a
-//! caller may write any request and look at each header of the answer; and
-//! the Socket.IO peer's pollers (`socketio`), whose `GET`s and `POST`s are
-//! Engine.IO's long-polling requests.
+//! The same connection serves the subscribers of other servers' protocols
+//! (the peer bench's), whose requests may be `GET`s and whose answers may
+//! name their message in headers: a caller may write any request and look
+//! at each header of the answer.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -36,10 +35,10 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// arrives in one read.
 const READ_ROOM: usize = 2048;
 
-/// Why a poll over a [`PollConnection`] failed. Any of these leaves the
+/// Why a poll over a `PollConnection` failed. Any of these leaves the
 /// connection in an unknown state, so the caller drops it.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HttpError {
+pub enum HttpError {
     /// The TCP connection could not be made.
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
@@ -69,7 +68,7 @@ pub(crate) enum HttpError {
         /// The answer's HTTP status.
         status: u16,
     },
-    /// The answer would be larger than [`MAX_ANSWER_BYTES`].
+    /// The answer would be larger than the limit (16 MiB).
     #[error("answer of {bytes} bytes is over the limit of {MAX_ANSWER_BYTES}")]
     TooLarge {
         /// The answer's size as announced or read so far.
@@ -87,14 +86,14 @@ pub(crate) enum HttpError {
 /// An answer read from the connection; the body borrows the connection's
 /// buffer until the next poll.
 #[derive(Debug)]
-pub(crate) struct Answer<'buffer> {
+pub struct HttpAnswer<'buffer> {
     /// The HTTP status.
-    pub(crate) status: u16,
+    pub status: u16,
     /// The body, exactly `Content-Length` bytes.
-    pub(crate) body: &'buffer [u8],
+    pub body: &'buffer [u8],
     /// False when the server said `Connection: close`, so the next poll
     /// must open a new connection.
-    pub(crate) keep_alive: bool,
+    pub keep_alive: bool,
 }
 
 /// What the head of an answer says about the rest of it.
@@ -191,7 +190,7 @@ impl PollConnection {
         &mut self,
         write_request: impl FnOnce(&mut Vec<u8>),
         mut on_header: impl FnMut(&str, &[u8]),
-    ) -> Result<Answer<'_>, HttpError> {
+    ) -> Result<HttpAnswer<'_>, HttpError> {
         self.request.clear();
         write_request(&mut self.request);
         self.stream.write_all(&self.request).await?;
@@ -202,7 +201,7 @@ impl PollConnection {
     async fn read_answer(
         &mut self,
         on_header: &mut impl FnMut(&str, &[u8]),
-    ) -> Result<Answer<'_>, HttpError> {
+    ) -> Result<HttpAnswer<'_>, HttpError> {
         self.answer.clear();
         let head = loop {
             if let Some(head) = parse_head(&self.answer, on_header)? {
@@ -229,7 +228,7 @@ impl PollConnection {
                 extra: self.answer.len() - total,
             });
         }
-        Ok(Answer {
+        Ok(HttpAnswer {
             status: head.status,
             body: &self.answer[head.head_length..total],
             keep_alive: head.keep_alive,
@@ -249,10 +248,10 @@ impl PollConnection {
     }
 }
 
-/// A [`PollConnection`] made on first use and made again after an error or
+/// A `PollConnection` made on first use and made again after an error or
 /// an answer that closes it: one poller's way to its server.
 #[derive(Debug)]
-pub(crate) struct LeanLink {
+pub struct LeanLink {
     server: SocketAddr,
     source: Option<IpAddr>,
     connection: Option<PollConnection>,
@@ -260,7 +259,7 @@ pub(crate) struct LeanLink {
 
 impl LeanLink {
     /// A link to `server` whose connections leave from `source`.
-    pub(crate) fn new(server: SocketAddr, source: Option<IpAddr>) -> LeanLink {
+    pub fn new(server: SocketAddr, source: Option<IpAddr>) -> LeanLink {
         LeanLink {
             server,
             source,
@@ -268,13 +267,13 @@ impl LeanLink {
         }
     }
 
-    /// Makes one exchange (see [`PollConnection::exchange_with`]) and returns
+    /// Makes one exchange (see `PollConnection::exchange_with`) and returns
     /// what `read` makes of the answer, which borrows the connection's buffer.
-    pub(crate) async fn exchange<T>(
+    pub async fn exchange<T>(
         &mut self,
         write_request: impl FnOnce(&mut Vec<u8>),
         on_header: impl FnMut(&str, &[u8]),
-        read: impl FnOnce(&Answer<'_>) -> T,
+        read: impl FnOnce(&HttpAnswer<'_>) -> T,
     ) -> Result<T, HttpError> {
         let connection = &mut self.connection;
         let open = match connection {
@@ -299,7 +298,7 @@ impl LeanLink {
 
     /// Drops the connection (after a poll that hung, say), so the next
     /// exchange makes a new one.
-    pub(crate) fn forget_connection(&mut self) {
+    pub fn forget_connection(&mut self) {
         self.connection = None;
     }
 }
@@ -437,7 +436,7 @@ mod tests {
     }
 
     /// What an exchange came to, in words, to compare with the expected.
-    fn describe(result: Result<Answer<'_>, HttpError>) -> String {
+    fn describe(result: Result<HttpAnswer<'_>, HttpError>) -> String {
         match result {
             Ok(answer) => format!(
                 "{} {} {}",

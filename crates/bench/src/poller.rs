@@ -7,32 +7,28 @@
 //! out-of-order events apart. Bench messages also carry the time they were
 //! sent, which gives the delivery latency.
 //!
-//! A poller of an Nchan peer (`nchan`) or a Socket.IO peer (`socketio`) has
-//! no talk session; the number its bench messages carry stands for the
-//! `seq`, and everything else is the same.
+//! A poller follows its channel through its server's [`Subscriber`]; what
+//! an answer means for completeness and latency is told here, the same for
+//! every server. A server without seqs numbers its bench messages instead.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use talk_client::Api;
-use talk_protocol::PollRequest;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::histogram::Histogram;
-use crate::nchan::{self, NchanMessage};
+use crate::protocol::{Answer, ErrorLog, PollError, Subscriber};
 use crate::send_gate::SendGate;
-use crate::socketio;
-use crate::transport::{BenchAnswer, PollError, PollLink};
 
 /// How many error messages a worker keeps as examples.
 const ERROR_SAMPLES: usize = 5;
 
 /// Microseconds since 1970 by the system clock, which every process of the
 /// machine shares, so a sender's stamp and a receiver's clock agree.
-pub(crate) fn now_micros() -> u64 {
+pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_micros() as u64)
@@ -40,12 +36,12 @@ pub(crate) fn now_micros() -> u64 {
 }
 
 /// The text of bench message number `seq` of run `run_id`, stamped now.
-pub(crate) fn bench_text(run_id: &str, seq: u64) -> String {
+pub fn bench_text(run_id: &str, seq: u64) -> String {
     format!("bench {run_id} {seq} {}", now_micros())
 }
 
 /// Reads `(seq, sent_micros)` back from a bench message of run `run_id`.
-pub(crate) fn parse_bench_text(run_id: &str, text: &str) -> Option<(u64, u64)> {
+pub fn parse_bench_text(run_id: &str, text: &str) -> Option<(u64, u64)> {
     let mut words = text.split_ascii_whitespace();
     if words.next()? != "bench" || words.next()? != run_id {
         return None;
@@ -99,7 +95,6 @@ impl Window {
 
 /// What one worker's pollers share.
 pub(crate) struct Shared {
-    pub(crate) run_id: String,
     pub(crate) window: Mutex<Window>,
     /// Pollers whose first poll was answered and whose second is on its way.
     pub(crate) ready: AtomicUsize,
@@ -107,18 +102,12 @@ pub(crate) struct Shared {
     pub(crate) failed: AtomicUsize,
     /// Orders the pollers' reads before their next polls.
     pub(crate) send_gate: SendGate,
-    /// Session starts in flight, at most as many as the start `Api` keeps
-    /// connections: a start beyond them opened a connection of its own,
-    /// and a ramp that fell behind its schedule opened thousands at once,
-    /// which took the descriptors both processes need for held polls.
-    pub(crate) starts: Semaphore,
 }
 
 /// What a poller knows about its channel's stream so far.
 #[derive(Debug, Default)]
 pub(crate) struct PollerState {
     pub(crate) channel_index: usize,
-    pub(crate) token: Option<String>,
     /// False once the poller gave up (its session ended).
     pub(crate) alive: bool,
     /// Set once the first poll was answered.
@@ -213,128 +202,42 @@ impl PollerState {
     }
 }
 
-/// How a poller follows its channel, by the server it polls.
-pub(crate) enum Subscription {
-    /// A talk session: each poll carries its token and its cursor.
-    Talk {
-        link: PollLink,
-        request: PollRequest,
-    },
-    /// An Nchan subscriber, which names the last message it received.
-    Nchan(nchan::Subscriber),
-    /// A Socket.IO socket in its channel's room, over long-polling.
-    Socketio(Box<socketio::Subscriber>),
-}
-
-/// One answer, as a poller takes it in.
-pub(crate) enum Answer {
-    /// A talk poll answer.
-    Talk(BenchAnswer),
-    /// An Nchan message, or none when the poll timed out.
-    Nchan(Option<NchanMessage>),
-    /// A Socket.IO long-poll's packets: the connect acknowledgement first,
-    /// then events and pings.
-    Socketio(socketio::Delivery),
-}
-
-impl Answer {
-    /// True when the server is going away and asks for a pause.
-    fn asks_to_reconnect(&self) -> bool {
-        matches!(self, Answer::Talk(answer) if answer.reconnect)
-    }
-
-    /// True when a poller's first answer tells where its stream starts (an
-    /// Nchan poll that timed out does not; a Socket.IO socket's first answer
-    /// is always its connect acknowledgement).
-    fn starts_stream(&self) -> bool {
-        match self {
-            Answer::Talk(_) => true,
-            Answer::Nchan(message) => message.is_some(),
-            Answer::Socketio(delivery) => delivery.connected,
-        }
-    }
-}
-
-impl Subscription {
-    /// A talk session's polls over `link`, once the session has started.
-    pub(crate) fn talk(link: PollLink) -> Subscription {
-        Subscription::Talk {
-            link,
-            request: PollRequest {
-                token: String::new(),
-                channel: None,
-                cursor: None,
-                wait_ms: None,
-            },
-        }
-    }
-
-    /// Sends one poll and waits at most `limit` for its answer.
-    async fn next(&mut self, limit: Duration, run_id: &str) -> Result<Answer, PollError> {
-        let poll = async {
-            match self {
-                Subscription::Talk { link, request } => {
-                    link.poll(request, run_id).await.map(Answer::Talk)
-                }
-                Subscription::Nchan(subscriber) => subscriber.next().await.map(Answer::Nchan),
-                Subscription::Socketio(subscriber) => subscriber.next().await.map(Answer::Socketio),
-            }
-        };
-        match tokio::time::timeout(limit, poll).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                // A poll that hung may have left its connection mid-answer.
-                match self {
-                    Subscription::Talk { link, .. } => link.forget_connection(),
-                    Subscription::Nchan(subscriber) => subscriber.forget_connection(),
-                    Subscription::Socketio(subscriber) => subscriber.forget_connection(),
-                }
-                Err(PollError::Timeout)
-            }
-        }
-    }
-
-    /// Moves on past `answer`: a talk poll's next request carries the
-    /// answer's channel and cursor, and `wait_ms`. (A peer's subscriber has
-    /// moved on already, as it reads the answer.)
-    fn advance(&mut self, answer: Answer, wait_ms: Option<u64>) {
-        if let (Subscription::Talk { request, .. }, Answer::Talk(answer)) = (self, answer) {
-            request.channel = Some(answer.channel);
-            request.cursor = Some(answer.cursor);
-            request.wait_ms = wait_ms;
-        }
-    }
-}
-
 /// Everything a poller task needs to know.
-pub(crate) struct PollerPlan {
-    pub(crate) name: String,
-    pub(crate) channel: String,
-    /// The client library, for starting a talk session.
-    pub(crate) api: Api,
-    pub(crate) subscription: Subscription,
-    pub(crate) wait_ms: Option<u64>,
+pub(crate) struct PollerPlan<S> {
+    pub(crate) subscriber: S,
     pub(crate) poll_limit: Duration,
-    /// When to give up starting the session.
+    /// When to give up starting.
     pub(crate) start_deadline: Instant,
 }
 
+/// Sends one poll of `subscriber` and waits at most `limit` for its answer.
+async fn next_answer<S: Subscriber>(
+    subscriber: &mut S,
+    limit: Duration,
+) -> Result<S::Answer, PollError> {
+    match tokio::time::timeout(limit, subscriber.poll()).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // A poll that hung may have left its connection mid-answer.
+            subscriber.forget_connection();
+            Err(PollError::Timeout)
+        }
+    }
+}
+
 /// Runs one poller until `stop` turns true.
-pub(crate) async fn run_poller(
-    mut plan: PollerPlan,
+pub(crate) async fn run_poller<S: Subscriber>(
+    mut plan: PollerPlan<S>,
     shared: Arc<Shared>,
     state: Arc<Mutex<PollerState>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if let Subscription::Talk { .. } = plan.subscription {
-        let Some(token) = start_session(&plan, &shared).await else {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        state.lock().expect("poller state lock").token = Some(token.clone());
-        if let Subscription::Talk { request, .. } = &mut plan.subscription {
-            request.token = token;
-        }
+    let errors = ErrorLog {
+        window: &shared.window,
+    };
+    if !plan.subscriber.start(plan.start_deadline, &errors).await {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+        return;
     }
     state.lock().expect("poller state lock").alive = true;
     let mut is_first = true;
@@ -350,9 +253,7 @@ pub(crate) async fn run_poller(
             if wait_turn {
                 shared.send_gate.wait_turn().await;
             }
-            plan.subscription
-                .next(plan.poll_limit, &shared.run_id)
-                .await
+            next_answer(&mut plan.subscriber, plan.poll_limit).await
         };
         let outcome = tokio::select! {
             biased;
@@ -372,11 +273,11 @@ pub(crate) async fn run_poller(
                 take_answer(&shared, &state, &answer, is_first);
                 shared.send_gate.answer_read();
                 let reconnect = answer.asks_to_reconnect();
-                if is_first && answer.starts_stream() {
+                if is_first && answer.position().is_some() {
                     is_first = false;
                     shared.ready.fetch_add(1, Ordering::Relaxed);
                 }
-                plan.subscription.advance(answer, plan.wait_ms);
+                plan.subscriber.advance(answer);
                 if reconnect {
                     // The server is going away; a real client pauses too.
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -389,14 +290,8 @@ pub(crate) async fn run_poller(
                 }
             }
             Err(error) => {
-                shared
-                    .window
-                    .lock()
-                    .expect("window lock")
-                    .record_error(&error);
-                let session_gone = matches!(&error, PollError::Server { code, .. } if code == "unknown_session")
-                    || matches!(&error, PollError::SessionClosed { .. })
-                    || error.kind() == "unknown_session";
+                errors.record(&error);
+                let session_gone = error.ends_session();
                 {
                     let mut state = state.lock().expect("poller state lock");
                     state.errors += 1;
@@ -419,7 +314,7 @@ pub(crate) async fn run_poller(
                     }
                 }
                 // Back off a little, as a real client does, then poll again
-                // from the same cursor.
+                // from the same position.
                 tokio::select! {
                     _ = &mut stopped => break,
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -429,108 +324,47 @@ pub(crate) async fn run_poller(
     }
 }
 
-/// Starts the poller's session, waiting out `too_many_sessions` until the
-/// start deadline.
-async fn start_session(plan: &PollerPlan, shared: &Shared) -> Option<String> {
-    loop {
-        let started = {
-            let _permit = shared
-                .starts
-                .acquire()
-                .await
-                .expect("the start semaphore is never closed");
-            plan.api
-                .start(Some(&plan.name), None, Some(&plan.channel))
-                .await
-        };
-        match started {
-            Ok(answer) => return Some(answer.token),
-            Err(error) => {
-                let retry_after = match &error {
-                    talk_client::Error::Server { detail, .. } => detail.retry_after_ms,
-                    _ => None,
-                };
-                shared
-                    .window
-                    .lock()
-                    .expect("window lock")
-                    .record_error(&PollError::Client(error));
-                let pause = Duration::from_millis(retry_after.unwrap_or(500).clamp(50, 5_000));
-                if Instant::now() + pause > plan.start_deadline {
-                    return None;
-                }
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-}
-
 /// Takes in one answer: the poller's completeness bitmap and the worker's
 /// window are updated under one lock each, once per answer, with no
 /// allocation. The window's lock is taken inside the state's; nothing takes
 /// them the other way round.
-fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_first: bool) {
+fn take_answer<A: Answer>(shared: &Shared, state: &Mutex<PollerState>, answer: &A, is_first: bool) {
     let received = now_micros();
     let mut state = state.lock().expect("poller state lock");
     let mut window = shared.window.lock().expect("window lock");
     window.polls += 1;
-    match answer {
-        Answer::Talk(answer) => {
-            if !is_first && answer.events.is_empty() && !answer.reconnect {
-                window.held_polls += 1;
-            }
-            if is_first {
-                state.started = true;
-                state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-            } else if answer.reset || answer.cursor.epoch != state.epoch {
+    if !is_first && answer.events().next().is_none() && !answer.asks_to_reconnect() {
+        window.held_polls += 1;
+    }
+    // Events up to `history` are what the stream held before the poller
+    // joined (or before a reset), not deliveries.
+    let history = if is_first {
+        let Some(start) = answer.position() else {
+            // A poll that timed out before the server had any message for
+            // it: the stream has not started.
+            return;
+        };
+        state.started = true;
+        state.restart_at(start.epoch, start.seq);
+        start.seq
+    } else {
+        match answer.position() {
+            Some(position) if answer.resets() || position.epoch != state.epoch => {
                 // Lost the thread of the stream: count it and follow the server.
                 state.resets += 1;
-                state.restart_at(&answer.cursor.epoch, answer.cursor.seq);
-            } else {
-                for event in &answer.events {
-                    state.take(event.seq);
-                    if let Some(sent) = event.sent_micros {
-                        window.record_delivery(state.channel_index, received.saturating_sub(sent));
-                    }
-                }
+                state.restart_at(position.epoch, position.seq);
+                return;
             }
+            _ => 0,
         }
-        Answer::Nchan(None) => {
-            if !is_first {
-                window.held_polls += 1;
-            }
+    };
+    for event in answer.events() {
+        if is_first && event.seq <= history {
+            continue;
         }
-        Answer::Nchan(Some(message)) => {
-            if is_first {
-                // The first message (number 0, see `nchan`) is the start.
-                state.started = true;
-                state.restart_at("", message.seq);
-            } else {
-                state.take(message.seq);
-                window.record_delivery(
-                    state.channel_index,
-                    received.saturating_sub(message.sent_micros),
-                );
-            }
-        }
-        Answer::Socketio(delivery) => {
-            if is_first {
-                // The connect acknowledgement: the socket is in the room from
-                // here on, and the publisher sends nothing before every poller
-                // has it, so the stream starts before message 1 (see `socketio`).
-                state.started = true;
-                state.restart_at("", 0);
-            } else if delivery.messages.is_empty() {
-                // A ping answered the held poll.
-                window.held_polls += 1;
-            }
-            for message in &delivery.messages {
-                state.take(message.seq);
-                window.record_delivery(
-                    state.channel_index,
-                    received.saturating_sub(message.sent_micros),
-                );
-            }
+        state.take(event.seq);
+        if let Some(sent) = event.sent_micros {
+            window.record_delivery(state.channel_index, received.saturating_sub(sent));
         }
     }
 }
@@ -538,6 +372,126 @@ fn take_answer(shared: &Shared, state: &Mutex<PollerState>, answer: &Answer, is_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{BenchEvent, StreamPosition};
+
+    /// An answer of any server: where it says the stream stands, its
+    /// events' seqs (all stamped), and whether it resets the stream.
+    struct Scripted {
+        position: Option<(&'static str, u64)>,
+        seqs: Vec<u64>,
+        resets: bool,
+    }
+
+    impl Answer for Scripted {
+        fn position(&self) -> Option<StreamPosition<'_>> {
+            self.position
+                .map(|(epoch, seq)| StreamPosition { epoch, seq })
+        }
+
+        fn events(&self) -> impl Iterator<Item = BenchEvent> + '_ {
+            self.seqs.iter().map(|&seq| BenchEvent {
+                seq,
+                sent_micros: Some(now_micros()),
+            })
+        }
+
+        fn resets(&self) -> bool {
+            self.resets
+        }
+    }
+
+    /// Takes `answers` in as one poller would (the first until one says
+    /// where the stream stands) and says what the accounting made of them:
+    /// (started, deliveries, duplicates, resets, held polls, contiguous).
+    fn check(answers: Vec<Scripted>, expected: (bool, u64, u64, u64, u64, u64)) {
+        let shared = Shared {
+            window: Mutex::new(Window::default()),
+            ready: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            send_gate: SendGate::default(),
+        };
+        let state = Mutex::new(PollerState::new(0));
+        let mut is_first = true;
+        for answer in &answers {
+            take_answer(&shared, &state, answer, is_first);
+            is_first &= answer.position().is_none();
+        }
+        let state = state.lock().unwrap();
+        let window = shared.window.lock().unwrap();
+        let got = (
+            state.started,
+            window.deliveries,
+            state.duplicates,
+            state.resets,
+            window.held_polls,
+            state.contiguous,
+        );
+        assert_eq!(got, expected);
+    }
+
+    fn answer(position: Option<(&'static str, u64)>, seqs: &[u64]) -> Scripted {
+        Scripted {
+            position,
+            seqs: seqs.to_vec(),
+            resets: false,
+        }
+    }
+
+    #[test]
+    fn a_first_answer_starts_the_stream_and_its_history_is_not_delivered() {
+        // talk: the first answer is history up to its cursor.
+        check(
+            vec![
+                answer(Some(("e", 3)), &[1, 2, 3]),
+                answer(Some(("e", 5)), &[4, 5]),
+            ],
+            (true, 2, 0, 0, 0, 5),
+        );
+        // A server whose first answer is the stream's first message (0).
+        check(
+            vec![
+                answer(None, &[]),
+                answer(Some(("", 0)), &[0]),
+                answer(Some(("", 1)), &[1]),
+                answer(None, &[]),
+            ],
+            (true, 1, 0, 0, 1, 1),
+        );
+        // A server whose first answer starts the stream and brings more.
+        check(
+            vec![answer(Some(("", 0)), &[1, 2]), answer(None, &[3])],
+            (true, 3, 0, 0, 0, 3),
+        );
+        // No answer said where the stream stands: nothing started.
+        check(
+            vec![answer(None, &[]), answer(None, &[])],
+            (false, 0, 0, 0, 0, 0),
+        );
+    }
+
+    #[test]
+    fn a_reset_or_a_new_epoch_restarts_the_stream() {
+        let reset = Scripted {
+            resets: true,
+            ..answer(Some(("e", 9)), &[8, 9])
+        };
+        check(
+            vec![
+                answer(Some(("e", 1)), &[]),
+                reset,
+                answer(Some(("e", 10)), &[10]),
+            ],
+            (true, 1, 0, 1, 0, 10),
+        );
+        check(
+            vec![
+                answer(Some(("e", 1)), &[]),
+                answer(Some(("f", 4)), &[4]),
+                answer(Some(("f", 5)), &[5, 5]),
+            ],
+            (true, 2, 1, 1, 0, 5),
+        );
+    }
 
     fn state_after(seqs: &[u64]) -> PollerState {
         let mut state = PollerState {

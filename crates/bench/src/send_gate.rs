@@ -13,7 +13,7 @@
 //! A gate sees only its own worker's answers. Two worker processes on one
 //! core each send while the other's answers wait unread, which showed as
 //! the bench finishing 2–3 ms after the server in every 1,000-poller burst
-//! (docs/benchmark-history.md, round 10); one worker, which holds up to
+//! (bench/HISTORY.md, round 10); one worker, which holds up to
 //! 19,000 pollers, keeps every read ahead of every send.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

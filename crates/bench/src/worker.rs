@@ -16,19 +16,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::histogram::{Histogram, SparseHistogram};
-use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Subscription, Window};
+use crate::poller::{run_poller, PollerPlan, PollerState, Shared, Window};
+use crate::protocol::{Pollers, Protocol};
 use crate::send_gate::SendGate;
-use crate::transport::{api_from, poll_link, poll_request_prefix, Peer, PollTransport};
+use crate::talk::PollTransport;
 use crate::Error;
-
-/// How many session starts a worker has in flight, each on a kept-alive
-/// connection of its own.
-const START_CONNECTIONS: usize = 16;
 
 /// What a group of pollers is to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,11 +44,8 @@ pub struct GroupSpec {
     pub pollers: usize,
     /// Session starts per second for this group.
     pub ramp_per_second: f64,
-    /// The server the pollers poll.
-    #[serde(default)]
-    pub peer: Peer,
-    /// The HTTP stack of the polls (talk only; a peer's pollers always use
-    /// the lean connection).
+    /// The HTTP stack of talk's polls (another server's pollers use the
+    /// lean connection).
     pub transport: PollTransport,
     /// `wait_ms` of every poll after the first; absent for the server's timeout.
     pub wait_ms: Option<u64>,
@@ -203,8 +197,9 @@ fn merged_sparse(left: &SparseHistogram, right: &SparseHistogram) -> SparseHisto
 }
 
 /// A running group of pollers.
-struct Group {
+struct Group<P> {
     spec: GroupSpec,
+    pollers: P,
     shared: Arc<Shared>,
     states: Vec<Arc<Mutex<PollerState>>>,
     stop: watch::Sender<bool>,
@@ -212,7 +207,7 @@ struct Group {
 }
 
 /// Finds the socket address of `base_url` (`http://host:port`).
-pub(crate) fn server_address(base_url: &str) -> Result<SocketAddr, Error> {
+pub fn server_address(base_url: &str) -> Result<SocketAddr, Error> {
     let authority = base_url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Config(format!("{base_url}: only http:// URLs")))?
@@ -224,43 +219,16 @@ pub(crate) fn server_address(base_url: &str) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::Config(format!("{base_url}: no address")))
 }
 
-impl Group {
-    fn start(spec: GroupSpec) -> Result<Group, Error> {
+impl<P: Pollers> Group<P> {
+    fn start<T: Protocol<Pollers = P>>(spec: GroupSpec) -> Result<Group<P>, Error> {
         let server = server_address(&spec.base_url)?;
         let poll_limit = Duration::from_millis(spec.poll_limit_ms);
-        // Session starts come in a burst during the ramp; a few kept-alive
-        // connections are enough for them.
-        let start_api = api_from(
-            &spec.base_url,
-            spec.source_ip,
-            poll_limit,
-            START_CONNECTIONS,
-        );
-        let poll_api = match spec.transport {
-            PollTransport::Api => api_from(&spec.base_url, spec.source_ip, poll_limit, usize::MAX),
-            PollTransport::Raw => start_api.clone(),
-        };
-        let prefix = poll_request_prefix(server);
-        let host = server.to_string();
-        let nchan_starts: Vec<Arc<[u8]>> = spec
-            .channels
-            .iter()
-            .map(|channel| crate::nchan::request_start(channel, &host))
-            .collect();
-        let socketio_handshakes: Vec<Arc<[u8]>> = spec
-            .channels
-            .iter()
-            .map(|channel| crate::socketio::handshake_request(channel, &host))
-            .collect();
-        let host: Arc<str> = host.into();
-        let run_id: Arc<str> = spec.run_id.as_str().into();
+        let pollers = T::pollers(&spec, server)?;
         let shared = Arc::new(Shared {
-            run_id: spec.run_id.clone(),
             window: Mutex::new(Window::default()),
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             send_gate: SendGate::default(),
-            starts: Semaphore::new(START_CONNECTIONS),
         });
         let (stop, stop_receiver) = watch::channel(false);
         let mut states = Vec::with_capacity(spec.pollers);
@@ -283,36 +251,8 @@ impl Group {
             let channel_index = index % spec.channels.len();
             let state = Arc::new(Mutex::new(PollerState::new(channel_index)));
             states.push(state.clone());
-            let subscription = match spec.peer {
-                Peer::Talk => Subscription::talk(poll_link(
-                    spec.transport,
-                    server,
-                    spec.source_ip,
-                    &prefix,
-                    &poll_api,
-                )),
-                Peer::Nchan => Subscription::Nchan(crate::nchan::Subscriber::new(
-                    server,
-                    spec.source_ip,
-                    nchan_starts[channel_index].clone(),
-                    run_id.clone(),
-                )),
-                Peer::Socketio => {
-                    Subscription::Socketio(Box::new(crate::socketio::Subscriber::new(
-                        server,
-                        spec.source_ip,
-                        socketio_handshakes[channel_index].clone(),
-                        host.clone(),
-                        run_id.clone(),
-                    )))
-                }
-            };
             let plan = PollerPlan {
-                name: format!("b{}{index}", spec.run_id),
-                channel: spec.channels[channel_index].clone(),
-                api: start_api.clone(),
-                subscription,
-                wait_ms: spec.wait_ms,
+                subscriber: pollers.subscriber(index, channel_index),
                 poll_limit,
                 start_deadline,
             };
@@ -326,6 +266,7 @@ impl Group {
         }
         Ok(Group {
             spec,
+            pollers,
             shared,
             states,
             stop,
@@ -406,48 +347,19 @@ impl Group {
         })
         .await;
         self.tasks.abort_all();
-        if !self.spec.leave_at_end {
-            return;
-        }
-        // End the sessions so the next run starts on a quiet server; bounded
-        // in concurrency and time.
-        let api = api_from(
-            &self.spec.base_url,
-            self.spec.source_ip,
-            Duration::from_secs(10),
-            256,
-        );
-        let tokens: Vec<String> = self
-            .states
-            .iter()
-            .filter_map(|state| state.lock().expect("poller state lock").token.clone())
-            .collect();
-        let permits = Arc::new(Semaphore::new(256));
-        let mut leaves = JoinSet::new();
-        for token in tokens {
-            let api = api.clone();
-            let permits = permits.clone();
-            leaves.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let _ = api.leave(&token).await;
-            });
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(20), async {
-            while leaves.join_next().await.is_some() {}
-        })
-        .await;
+        self.pollers.finish().await;
     }
 }
 
 /// Runs a worker: takes commands until `Stop` or the end of `commands`.
-pub async fn run_worker(
+pub async fn run_worker<T: Protocol>(
     mut commands: mpsc::Receiver<WorkerCommand>,
     events: mpsc::Sender<WorkerEvent>,
 ) {
-    let mut group: Option<Group> = None;
+    let mut group: Option<Group<T::Pollers>> = None;
     while let Some(command) = commands.recv().await {
         let event = match command {
-            WorkerCommand::Start { spec } => match Group::start(spec) {
+            WorkerCommand::Start { spec } => match Group::start::<T>(spec) {
                 Ok(started) => {
                     let event = started.wait_ramped().await;
                     group = Some(started);
@@ -485,11 +397,11 @@ pub async fn run_worker(
 }
 
 /// Runs a worker over stdin and stdout, as a child process of a coordinator.
-pub async fn run_stdio_worker() -> Result<(), Error> {
+pub async fn run_stdio_worker<T: Protocol>() -> Result<(), Error> {
     crate::raise_open_files_limit();
     let (command_sender, command_receiver) = mpsc::channel(16);
     let (event_sender, mut event_receiver) = mpsc::channel(16);
-    let worker = tokio::spawn(run_worker(command_receiver, event_sender));
+    let worker = tokio::spawn(run_worker::<T>(command_receiver, event_sender));
     let reader = tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -539,10 +451,10 @@ pub(crate) enum WorkerLink {
 }
 
 impl WorkerLink {
-    pub(crate) fn in_process() -> WorkerLink {
+    pub(crate) fn in_process<T: Protocol>() -> WorkerLink {
         let (command_sender, command_receiver) = mpsc::channel(16);
         let (event_sender, event_receiver) = mpsc::channel(16);
-        tokio::spawn(run_worker(command_receiver, event_sender));
+        tokio::spawn(run_worker::<T>(command_receiver, event_sender));
         WorkerLink::InProcess {
             commands: command_sender,
             events: event_receiver,
@@ -640,6 +552,7 @@ impl WorkerLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::talk::{Talk, START_CONNECTIONS};
 
     fn report(channels: &[&[u64]]) -> GroupReport {
         let mut all = Histogram::new();
@@ -686,14 +599,13 @@ mod tests {
             first_index: 0,
             pollers: 200,
             ramp_per_second: 1_000_000.0,
-            peer: Peer::Talk,
             transport: PollTransport::Raw,
             wait_ms: None,
             poll_limit_ms: 60_000,
             ramp_limit_ms: 60_000,
             leave_at_end: false,
         };
-        let group = Group::start(spec).unwrap();
+        let group = Group::start::<Talk>(spec).unwrap();
         // Every poller's start is due at once; give them time to connect.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(accepted.load(Ordering::Relaxed), START_CONNECTIONS);

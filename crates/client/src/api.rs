@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use talk_protocol::{
     BroadcastRequest, ErrorBody, ErrorDetail, PollAnswer, PollRequest, SendAnswer, StartAnswer,
+    WhoAnswer,
 };
 
 /// How long an unused connection is kept for the next request. The server
@@ -118,6 +119,16 @@ impl Api {
             token: token.to_owned(),
             id: id.to_owned(),
             text: text.to_owned(),
+        };
+        self.post(&self.broadcast_url, talk_protocol::to_json(&request))
+            .await
+    }
+
+    /// `who`: the people in the session's channel. Not a send, so it does
+    /// not count toward the server's send rate limit.
+    pub async fn who(&self, token: &str) -> Result<WhoAnswer, Error> {
+        let request = BroadcastRequest::Who {
+            token: token.to_owned(),
         };
         self.post(&self.broadcast_url, talk_protocol::to_json(&request))
             .await

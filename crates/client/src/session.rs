@@ -778,7 +778,9 @@ mod tests {
         assert_ne!(first, new_send_id());
     }
 
-    #[tokio::test]
+    // The clock is paused: the retries' pauses pass at once. Every request
+    // is refused at once, so the clock never jumps while one is on its way.
+    #[tokio::test(start_paused = true)]
     async fn gives_up_a_send_after_retry_for() {
         // Port 9 (discard) is closed on loopback: every request fails fast.
         let mut config = ClientConfig::new("http://127.0.0.1:9");
@@ -789,7 +791,7 @@ mod tests {
         };
         config.resume = offline_client().await.inner.config.resume.clone();
         let client = Client::connect(config).await.unwrap();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let error = client.send("hello").await.unwrap_err();
         assert!(matches!(error, Error::Transport(_)), "{error}");
         // The message names the cause, not only reqwest's "error sending request".
@@ -797,20 +799,33 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
-    #[tokio::test]
+    // Paused as above: the backoff the poller waits out and the three
+    // seconds of `leave`'s own retries pass at once.
+    #[tokio::test(start_paused = true)]
     async fn leave_ends_a_waiting_next_update() {
         let client = offline_client().await;
         let poller = client.clone();
+        let (reported, first_report) = tokio::sync::oneshot::channel();
         let polling = tokio::spawn(async move {
             // Fails (nothing listens), reports the loss, then waits.
+            let mut reported = Some(reported);
             loop {
                 match poller.next_update().await {
-                    Ok(Some(_)) => continue,
+                    Ok(Some(_)) => {
+                        if let Some(reported) = reported.take() {
+                            let _ = reported.send(());
+                        }
+                    }
                     other => return other.map(|update| update.is_none()),
                 }
             }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Once the loss is reported, the poller's next call waits out the
+        // backoff, and `leave` must end it.
+        tokio::time::timeout(Duration::from_secs(5), first_report)
+            .await
+            .expect("the failed poll is reported within 5 s")
+            .unwrap();
         let _ = client.leave().await;
         let ended = tokio::time::timeout(Duration::from_secs(5), polling)
             .await

@@ -61,6 +61,14 @@ pub enum BroadcastRequest {
         /// The session's secret token.
         token: String,
     },
+    /// Ask who is in the session's channel. Unlike the `/who` command it
+    /// is not a send: it waits for no earlier send of the session and does
+    /// not count toward the send rate limit, so a client can refresh its
+    /// member list as often as its view changes.
+    Who {
+        /// The session's secret token.
+        token: String,
+    },
 }
 
 /// The body of `POST /poll`.
@@ -121,6 +129,15 @@ pub struct SendAnswer {
     pub reply: Option<Reply>,
 }
 
+/// The answer to a successful `who`: the same list as the `/who` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAnswer {
+    /// The session's channel.
+    pub channel: String,
+    /// The people in it, by name.
+    pub members: Vec<Member>,
+}
+
 /// The reply to a command, for the person who sent it only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -172,7 +189,7 @@ pub struct ChannelInfo {
     pub members: usize,
 }
 
-/// A person in a `/who` reply.
+/// A person in a `/who` reply or a `who` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The person's name.
@@ -532,6 +549,20 @@ mod tests {
         ] {
             check_wire(json, reply(expected));
         }
+        check_wire(
+            r#"{"op":"who","token":"t"}"#,
+            BroadcastRequest::Who { token: "t".into() },
+        );
+        check_wire(
+            r#"{"channel":"lobby","members":[{"name":"a","color":"ffffff"}]}"#,
+            WhoAnswer {
+                channel: "lobby".into(),
+                members: vec![Member {
+                    name: "a".into(),
+                    color: "ffffff".into(),
+                }],
+            },
+        );
     }
 
     /// Checks that `json` decodes as `expected`; notes in `wrong` when not.

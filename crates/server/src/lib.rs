@@ -8,6 +8,7 @@
 
 mod command;
 mod config;
+mod engine;
 // Public for the fuzz crate only; see the module's comment.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -55,7 +56,7 @@ pub struct Server {
     hub: Arc<hub::Hub>,
     limits: Arc<limits::Limits>,
     metrics: Arc<metrics::Metrics>,
-    store_closer: store::StoreCloser,
+    engine_closer: engine::EngineCloser,
 }
 
 /// Where a server takes its connections.
@@ -84,20 +85,8 @@ impl Server {
     /// the history store (channels are loaded when they are first used).
     pub async fn open(config: Config) -> Result<Server, Error> {
         config.validate()?;
-        let data_dir = config.data_dir.clone();
-        let window = config.history_window;
         let metrics = Arc::new(metrics::Metrics::new());
-        let store_metrics = metrics.store.clone();
-        let faults = config.store_faults.clone();
-        let (store, store_closer) = tokio::task::spawn_blocking(move || {
-            store::Store::open(&data_dir, window, store_metrics, faults)
-        })
-        .await
-        .expect("opening the store does not panic")?;
-        let counting = store.clone();
-        let n_channels = tokio::task::spawn_blocking(move || counting.n_channels())
-            .await
-            .expect("counting channels does not panic")?;
+        let (engine, engine_closer) = engine::open(&config, &metrics).await?;
         if let Ok(limit) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
             metrics.open_files_limit.set(limit.0 as i64);
         }
@@ -109,15 +98,14 @@ impl Server {
             channel_idle: config.channel_idle,
             max_channels: config.max_channels,
         };
-        let hub = Arc::new(hub::Hub::new(settings, store, metrics.clone()));
+        let hub = Arc::new(hub::Hub::new(settings, engine, metrics.clone()));
         let limits = Arc::new(limits::Limits::new(&config));
-        tracing::info!(channels = n_channels, data = %config.data_dir.display(), "history store open");
         Ok(Server {
             config: Arc::new(config),
             hub,
             limits,
             metrics,
-            store_closer,
+            engine_closer,
         })
     }
 
@@ -135,7 +123,7 @@ impl Server {
             hub,
             limits,
             metrics,
-            store_closer,
+            engine_closer,
         } = self;
         let reaper = tokio::spawn(end_expired_sessions(
             hub.clone(),
@@ -176,12 +164,7 @@ impl Server {
             tracing::warn!("some connections were still open after the shutdown grace period");
         }
         reaper.abort();
-        match tokio::task::spawn_blocking(move || store_closer.close()).await {
-            Ok(()) => tracing::info!("history committed; goodbye"),
-            // The runtime is going away under us (its owner dropped it): the
-            // writer thread still commits what was queued before it ends.
-            Err(error) => tracing::warn!(%error, "could not wait for the history store to close"),
-        }
+        engine_closer.close().await;
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use talk_bench::{
-    CapacityConfig, FanoutConfig, Peer, PollTransport, Scenario, Target, ThroughputConfig,
+    CapacityConfig, FanoutConfig, PollTransport, Scenario, Talk, Target, ThroughputConfig,
     WorkerProgram,
 };
 
@@ -41,14 +41,7 @@ struct TargetArgs {
     /// The server's base URL.
     #[arg(long, env = "TALK_BENCH_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
-    /// Which server is at the URL: talk, or a peer to compare talk with,
-    /// which takes the fan-out scenario only: Nchan (the nginx pub/sub
-    /// module, configured as in crates/bench/nchan/nginx.conf) or Socket.IO
-    /// over long-polling (crates/bench/socketio/server.js).
-    #[arg(long, value_enum, default_value_t = PeerArg::Talk)]
-    peer: PeerArg,
-    /// The server's process id, to report its memory and CPU from /proc
-    /// (for nginx, its worker process; for Socket.IO, the node process).
+    /// The server's process id, to report its memory and CPU from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Worker processes that hold the pollers (each may open as many sockets
@@ -80,13 +73,6 @@ struct TargetArgs {
     /// Seconds to wait for the last deliveries after the last send.
     #[arg(long, default_value_t = 30.0)]
     drain_secs: f64,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum PeerArg {
-    Talk,
-    Nchan,
-    Socketio,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -158,11 +144,6 @@ impl TargetArgs {
         });
         Target {
             base_url: self.url,
-            peer: match self.peer {
-                PeerArg::Talk => Peer::Talk,
-                PeerArg::Nchan => Peer::Nchan,
-                PeerArg::Socketio => Peer::Socketio,
-            },
             server_pid: self.server_pid,
             workers: self.workers,
             worker_program,
@@ -195,7 +176,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             return runtime
-                .block_on(talk_bench::run_stdio_worker())
+                .block_on(talk_bench::run_stdio_worker::<Talk>())
                 .context("bench worker");
         }
         ScenarioArgs::Capacity(args) => (
@@ -227,7 +208,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let outcome = runtime
-        .block_on(talk_bench::run(&target, &scenario))
+        .block_on(talk_bench::run::<Talk>(&target, &scenario))
         .context("the bench run failed")?;
     println!("{}", outcome.summary);
     println!("{}", outcome.json);

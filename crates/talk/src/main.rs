@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: a poll answer allocates and
 /// frees many small buffers, and glibc's malloc took a fifth of the
-/// server's time in a fan-out profile (see BENCHMARKS.md). Built without
+/// server's time in a fan-out profile (see bench/HISTORY.md). Built without
 /// transparent huge pages, which cost 9 KiB of RSS per held poll.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

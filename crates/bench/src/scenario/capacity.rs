@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{probe, Completeness, Outcome, PhaseMeter, PhaseUsage, Target};
 use crate::fleet::Fleet;
+use crate::protocol::Protocol;
 use crate::Error;
 
 /// The sizes of a capacity run.
@@ -48,7 +49,7 @@ struct CapacityResult {
     clean: bool,
 }
 
-pub(super) async fn run(
+pub(super) async fn run<T: Protocol>(
     target: &Target,
     config: &CapacityConfig,
     run_id: &str,
@@ -56,7 +57,7 @@ pub(super) async fn run(
     if config.pollers == 0 || config.channels == 0 {
         return Err(Error::Config("capacity needs pollers and channels".into()));
     }
-    let poll_limit = probe(target, run_id).await?;
+    let poll_limit = probe::<T>(target, run_id).await?;
     let channels: Vec<String> = (0..config.channels)
         .map(|index| format!("bc{run_id}{index}"))
         .collect();
@@ -64,7 +65,7 @@ pub(super) async fn run(
     let server_before = target.sample_server();
     let ramp_meter = PhaseMeter::begin(target, ticks, &[]);
     let ramp_began = Instant::now();
-    let fleet = Fleet::launch(target, run_id, &channels, config.pollers, poll_limit).await;
+    let fleet = Fleet::launch::<T>(target, run_id, &channels, config.pollers, poll_limit).await;
     let mut fleet = fleet?;
     let ramp_secs = ramp_began.elapsed().as_secs_f64();
     let ramp = ramp_meter.end(target);

@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{
-    probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
-    Target,
-};
+use super::{probe, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage, Target};
+use crate::protocol::Protocol;
 use crate::sender::{SendStats, Senders};
-use crate::transport::Peer;
 use crate::Error;
 
 /// The sizes of a fan-out run.
@@ -57,7 +54,7 @@ struct FanoutResult {
     clean: bool,
 }
 
-pub(super) async fn run(
+pub(super) async fn run<T: Protocol>(
     target: &Target,
     config: &FanoutConfig,
     run_id: &str,
@@ -67,27 +64,16 @@ pub(super) async fn run(
             "fan-out needs pollers, messages and an interval".into(),
         ));
     }
-    let poll_limit = probe(target, run_id).await?;
+    let poll_limit = probe::<T>(target, run_id).await?;
     let channels = vec![format!("bf{run_id}")];
     let rate = 1.0 / config.interval.as_secs_f64();
-    // Senders go first, so their joins (or an Nchan channel's first
-    // message) are history for the pollers. A Socket.IO channel has no
-    // history: its first message is sent after the ramp below, once every
-    // poller's socket is in the room.
-    let mut senders = match target.peer {
-        Peer::Talk => {
-            Senders::start(
-                target.coordinator_api(),
-                run_id,
-                &channels,
-                senders_per_channel(rate, target.sends_per_session),
-            )
-            .await?
-        }
-        Peer::Nchan => Senders::start_nchan(&target.base_url, run_id, &channels).await?,
-        Peer::Socketio => Senders::start_socketio(&target.base_url, run_id, &channels),
-    };
-    let (mut fleet, ramp_report) = super::launch_pollers(
+    // The publisher goes first, so that what the pollers must find first
+    // is in the channel (talk: the senders' joins, as history). A server
+    // without history publishes nothing yet: its first message is sent
+    // after the ramp below, once every poller follows the channel.
+    let publisher = T::publisher(target, run_id, &channels, rate).await?;
+    let mut senders = Senders::new(publisher, run_id, channels.len());
+    let (mut fleet, ramp_report) = super::launch_pollers::<T>(
         target,
         run_id,
         &channels,

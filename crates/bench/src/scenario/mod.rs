@@ -17,7 +17,8 @@ pub use throughput::ThroughputConfig;
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::process::{ProcessSample, Usage};
-use crate::transport::{Peer, PollTransport};
+use crate::protocol::Protocol;
+use crate::talk::PollTransport;
 use crate::worker::{GroupReport, WorkerProgram};
 use crate::Error;
 
@@ -26,8 +27,6 @@ use crate::Error;
 pub struct Target {
     /// The server's base URL, `http://host:port`.
     pub base_url: String,
-    /// Which server it is: talk, or a peer to compare talk with.
-    pub peer: Peer,
     /// The server's process id, to read its memory and CPU from `/proc`.
     pub server_pid: Option<u32>,
     /// Worker processes for the pollers; 0 runs them in this process.
@@ -37,7 +36,7 @@ pub struct Target {
     /// Source addresses for the workers' sockets, used in turn; empty for
     /// 127.0.0.2, 127.0.0.3, … with worker processes, the system's choice without.
     pub source_ips: Vec<IpAddr>,
-    /// The HTTP stack of the polls.
+    /// The HTTP stack of talk's polls.
     pub transport: PollTransport,
     /// Session starts per second during the ramp, over all workers.
     pub ramp_per_second: f64,
@@ -67,8 +66,8 @@ impl Target {
     }
 
     /// The API the coordinator uses for probe and sender sessions.
-    fn coordinator_api(&self) -> Api {
-        crate::transport::api_from(&self.base_url, None, Duration::from_secs(30), 1_024)
+    pub(crate) fn coordinator_api(&self) -> Api {
+        crate::talk::api_from(&self.base_url, None, Duration::from_secs(30), 1_024)
     }
 
     fn sample_server(&self) -> Option<ProcessSample> {
@@ -99,21 +98,17 @@ pub struct Outcome {
     pub clean: bool,
 }
 
-/// Runs `scenario` against `target`.
-pub async fn run(target: &Target, scenario: &Scenario) -> Result<Outcome, Error> {
+/// Runs `scenario` against `target`, a server that speaks `T`.
+pub async fn run<T: Protocol>(target: &Target, scenario: &Scenario) -> Result<Outcome, Error> {
     target.validate()?;
     crate::raise_open_files_limit();
-    if target.peer != Peer::Talk && !matches!(scenario, Scenario::Fanout(_)) {
-        return Err(Error::Config(
-            "only the fan-out scenario can drive a peer other than talk".into(),
-        ));
-    }
+    T::check_scenario(scenario)?;
     let run_id = new_run_id();
     let load_before = load_average();
     let mut outcome = match scenario {
-        Scenario::Capacity(config) => capacity::run(target, config, &run_id).await,
-        Scenario::Fanout(config) => fanout::run(target, config, &run_id).await,
-        Scenario::Throughput(config) => throughput::run(target, config, &run_id).await,
+        Scenario::Capacity(config) => capacity::run::<T>(target, config, &run_id).await,
+        Scenario::Fanout(config) => fanout::run::<T>(target, config, &run_id).await,
+        Scenario::Throughput(config) => throughput::run::<T>(target, config, &run_id).await,
     }?;
     // The machine is shared: other work running at the same time shows in
     // the load average, which explains outliers in the results.
@@ -121,17 +116,12 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<Outcome, Error>
     if let Ok(serde_json::Value::Object(mut fields)) =
         serde_json::from_str::<serde_json::Value>(&outcome.json)
     {
-        fields.insert("peer".into(), serde_json::json!(target.peer));
+        fields.insert("peer".into(), serde_json::json!(T::NAME));
         fields.insert(
             "load_average".into(),
             serde_json::json!({ "before": load_before, "after": load_after }),
         );
         outcome.json = serde_json::Value::Object(fields).to_string();
-    }
-    if target.peer != Peer::Talk {
-        outcome
-            .summary
-            .push_str(&format!("\n  peer: {:?}", target.peer));
     }
     outcome.summary.push_str(&format!(
         "\n  machine load average (1 min): {} before, {} after",
@@ -164,36 +154,10 @@ fn new_run_id() -> String {
     id
 }
 
-/// Starts and ends a session, to check the server answers and learn its
-/// poll timeout; returns how long one poll may take before it is an error.
-/// An Nchan peer has no sessions; its poll timeout is the configuration's.
-/// A Socket.IO peer answers a handshake, whose ping interval is the longest
-/// a long-poll is held.
-async fn probe(target: &Target, run_id: &str) -> Result<Duration, Error> {
-    match target.peer {
-        Peer::Talk => {}
-        Peer::Nchan => return Ok(poll_limit(crate::nchan::SUBSCRIBER_TIMEOUT)),
-        Peer::Socketio => {
-            let server = crate::worker::server_address(&target.base_url)?;
-            let ping_interval =
-                tokio::time::timeout(Duration::from_secs(10), crate::socketio::probe(server))
-                    .await
-                    .map_err(|_| Error::Handshake("no answer within 10 s".into()))?
-                    .map_err(|error| Error::Handshake(error.to_string()))?;
-            return Ok(poll_limit(ping_interval));
-        }
-    }
-    let api = target.coordinator_api();
-    let answer = api
-        .start(Some(&format!("p{run_id}")), None, None)
-        .await
-        .map_err(Error::Start)?;
-    let _ = api.leave(&answer.token).await;
-    let held = target
-        .wait_ms
-        .unwrap_or(answer.poll_timeout_ms)
-        .min(answer.poll_timeout_ms);
-    Ok(poll_limit(Duration::from_millis(held)))
+/// Checks the server answers and returns how long one poll may take
+/// before it is an error.
+async fn probe<T: Protocol>(target: &Target, run_id: &str) -> Result<Duration, Error> {
+    Ok(poll_limit(T::probe(target, run_id).await?))
 }
 
 /// How long a poll held for `held` may take before it is an error.
@@ -374,20 +338,20 @@ impl PhaseMeter {
     }
 }
 
-/// Makes the JSON line of a result.
 /// Starts the pollers once the senders are in, and lets their first polls
 /// settle into held polls; returns the fleet and the report of its ramp. If
 /// the pollers cannot start, the senders leave before the error is returned.
-async fn launch_pollers(
+async fn launch_pollers<T: Protocol>(
     target: &Target,
     run_id: &str,
     channels: &[String],
     pollers: usize,
     poll_limit: Duration,
-    senders: &crate::sender::Senders,
+    senders: &crate::sender::Senders<T::Publisher>,
 ) -> Result<(crate::fleet::Fleet, GroupReport), Error> {
     let mut fleet =
-        match crate::fleet::Fleet::launch(target, run_id, channels, pollers, poll_limit).await {
+        match crate::fleet::Fleet::launch::<T>(target, run_id, channels, pollers, poll_limit).await
+        {
             Ok(fleet) => fleet,
             Err(error) => {
                 senders.leave().await;
@@ -418,6 +382,7 @@ fn write_errors<'a>(
     }
 }
 
+/// Makes the JSON line of a result.
 fn json_line<T: Serialize>(
     scenario: &str,
     run_id: &str,
@@ -438,12 +403,6 @@ fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result
     serializer.serialize_u128(duration.as_millis())
 }
 
-/// Sender sessions per channel needed to send `rate_per_channel` messages
-/// per second within the per-session limit.
-fn senders_per_channel(rate_per_channel: f64, sends_per_session: f64) -> usize {
-    ((rate_per_channel / sends_per_session).ceil() as usize).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,12 +412,5 @@ mod tests {
         let id = new_run_id();
         assert_eq!(id.len(), 5);
         assert!(id.bytes().all(|byte| byte.is_ascii_alphanumeric()));
-    }
-
-    #[test]
-    fn enough_senders_for_a_rate() {
-        assert_eq!(senders_per_channel(10.0, 4.0), 3);
-        assert_eq!(senders_per_channel(0.5, 4.0), 1);
-        assert_eq!(senders_per_channel(8.0, 4.0), 2);
     }
 }

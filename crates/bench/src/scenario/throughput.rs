@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{
-    probe, senders_per_channel, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage,
-    Target,
-};
+use super::{probe, Completeness, LatencySummary, Outcome, PhaseMeter, PhaseUsage, Target};
 use crate::histogram::SparseHistogram;
+use crate::protocol::Protocol;
 use crate::sender::{SendStats, Senders};
 use crate::Error;
 
@@ -103,7 +101,7 @@ struct ThroughputResult {
     clean: bool,
 }
 
-pub(super) async fn run(
+pub(super) async fn run<T: Protocol>(
     target: &Target,
     config: &ThroughputConfig,
     run_id: &str,
@@ -120,24 +118,23 @@ pub(super) async fn run(
     {
         return Err(Error::Config("every rate must be above 0".into()));
     }
-    let poll_limit = probe(target, run_id).await?;
+    let poll_limit = probe::<T>(target, run_id).await?;
     let channels: Vec<String> = (0..config.channels)
         .map(|index| format!("bt{run_id}{index}"))
         .collect();
     let highest_rate = config.rates.iter().cloned().fold(0.0, f64::max);
-    let mut senders = Senders::start(
-        target.coordinator_api(),
+    let publisher = T::publisher(
+        target,
         run_id,
         &channels,
-        senders_per_channel(
-            highest_rate / config.channels as f64,
-            target.sends_per_session,
-        ),
+        highest_rate / config.channels as f64,
     )
     .await?;
+    let mut senders = Senders::new(publisher, run_id, channels.len());
     let pollers = config.channels * config.pollers_per_channel;
     let (mut fleet, ramp_report) =
-        super::launch_pollers(target, run_id, &channels, pollers, poll_limit, &senders).await?;
+        super::launch_pollers::<T>(target, run_id, &channels, pollers, poll_limit, &senders)
+            .await?;
     let ticks = crate::process::ticks_per_second();
     let mut steps = Vec::new();
     let mut error_samples = Vec::new();

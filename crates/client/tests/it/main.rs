@@ -1,7 +1,7 @@
 //! The client library against a real server in this process: send and
 //! receive, resume after a gap, a session the server forgot, retries and
 //! rate limits, leaving. (The server killed with `kill -9` and restarted is
-//! in `crates/talk/tests/client_restart.rs`, which runs the real binary.)
+//! in `crates/talk/tests/it/client_restart.rs`, which runs the real binary.)
 //! What only a newer server sends is in `newer_server.rs`, against a canned
 //! server.
 
@@ -163,8 +163,8 @@ async fn a_forgotten_session_restarts_with_its_name_and_keeps_its_position() {
     let bea = Client::connect(config).await.unwrap();
     next(&bea).await;
     let ada = connect(&server.url, "ada").await;
-    // Long enough for the server to end both sessions (neither polls).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The server ends both sessions (neither polls).
+    server.wait_for_metric("talk_sessions", 0).await;
     for number in 0..3 {
         // ada's session is gone too: each send starts it again if needed.
         ada.send(&format!("m{number}")).await.unwrap();

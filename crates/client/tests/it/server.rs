@@ -49,6 +49,40 @@ pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     }
 }
 
+impl TestServer {
+    /// The server's metric `name` (a gauge, or a counter without labels).
+    pub(crate) async fn metric(&self, name: &str) -> i64 {
+        let metrics = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("the server answers /metrics");
+        let text = metrics.text().await.expect("the metrics' text");
+        let number = |line: &str| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok();
+        let value: f64 = text
+            .lines()
+            .find_map(number)
+            .unwrap_or_else(|| panic!("no number for {name} in {text}"));
+        value as i64
+    }
+
+    /// Waits until the server's metric `name` reads `expected`, asking again
+    /// every 20 ms: the way to know the server has done something, without
+    /// a sleep. Fails the test after 10 s.
+    pub(crate) async fn wait_for_metric(&self, name: &str, expected: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.metric(name).await;
+            if now == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} reads {now}, not {expected}, after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Starts a server with the test configuration.
 pub(crate) async fn start() -> TestServer {
     start_with(|_| {}).await

@@ -136,7 +136,7 @@ pub(crate) async fn execute(
             join::run(hub, session, lobby, limits.may_create).await
         }
         Command::List => Ok(list::run(hub)),
-        Command::Who => Ok(who::run(hub, session)),
+        Command::Who => Ok(who::run(hub, session)?),
         Command::Nick(name) => nick::run(hub, session, name).await,
         Command::Color(color) => color::run(hub, session, color).await,
         Command::Me(action) => me::run(hub, session, changes, send_id, &action, max_chars).await,

@@ -68,7 +68,7 @@ impl Drop for Park<'_> {
 /// A parked poll, as its channel lists it.
 struct ParkedPoll {
     /// Its session, to unpark the polls of a session that moves away.
-    session: usize,
+    session: SessionKey,
     waiter: Arc<dyn Parked>,
 }
 
@@ -266,7 +266,7 @@ impl Channel {
         &'channel self,
         cursor: &Cursor,
         history_len: usize,
-        session: &super::Session,
+        session: SessionKey,
         waiter: &'channel Arc<impl Parked + 'static>,
         stays: impl FnOnce() -> bool,
     ) -> Lookup<'channel> {
@@ -280,7 +280,7 @@ impl Channel {
             }
             waiter.park();
             let key = state.parked.insert(ParkedPoll {
-                session: session_id(session),
+                session,
                 waiter: waiter.clone(),
             });
             return Lookup::Parked(Park {
@@ -302,11 +302,10 @@ impl Channel {
     /// Unparks the polls of `session` (which is switching channels or
     /// ending) and wakes them, so that none is answered with what comes
     /// next here.
-    pub(crate) fn unpark_session(&self, session: &super::Session) {
-        let id = session_id(session);
+    pub(crate) fn unpark_session(&self, session: SessionKey) {
         let mut state = self.state.lock().expect("channel lock");
         state.parked.retain(|_, parked| {
-            if parked.session != id {
+            if parked.session != session {
                 return true;
             }
             parked.waiter.unpark();
@@ -413,9 +412,16 @@ fn tell_retries(
     }
 }
 
-/// Tells sessions apart in the parked list without holding them.
-fn session_id(session: &super::Session) -> usize {
-    std::ptr::from_ref(session).addr()
+/// Tells sessions apart in the parked list without holding them (or
+/// knowing what they are): the address of the session, which no other
+/// session has while it is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionKey(usize);
+
+impl SessionKey {
+    pub(crate) fn of<Session>(session: &Session) -> Self {
+        SessionKey(std::ptr::from_ref(session).addr())
+    }
 }
 
 impl ChannelState {
@@ -620,7 +626,7 @@ mod tests {
             .into_iter()
             .map(|(session, waiter)| {
                 let Lookup::Parked(park) =
-                    channel.lookup_or_park(&cursor, 10, session, waiter, || true)
+                    channel.lookup_or_park(&cursor, 10, session.key(), waiter, || true)
                 else {
                     panic!("nothing to answer yet: the poll parks");
                 };
@@ -641,9 +647,9 @@ mod tests {
         let (ada, bob) = (session(&channel, "ada"), session(&channel, "bob"));
         let (ada_waiter, bob_waiter) = (Arc::new(Waiter::new(Sends)), Arc::new(Waiter::new(Sends)));
         let cursor = head(&channel);
-        let _ada_park = channel.lookup_or_park(&cursor, 10, &ada, &ada_waiter, || true);
-        let _bob_park = channel.lookup_or_park(&cursor, 10, &bob, &bob_waiter, || true);
-        channel.unpark_session(&ada);
+        let _ada_park = channel.lookup_or_park(&cursor, 10, ada.key(), &ada_waiter, || true);
+        let _bob_park = channel.lookup_or_park(&cursor, 10, bob.key(), &bob_waiter, || true);
+        channel.unpark_session(ada.key());
         assert_eq!(n_parked(&channel), 1);
         let fan_out = publish(&channel).expect("bob is still parked");
         assert_eq!(fan_out.waiters.len(), 1);
@@ -651,7 +657,7 @@ mod tests {
         let carol = session(&channel, "carol");
         let carol_waiter = Arc::new(Waiter::new(Sends));
         let cursor = head(&channel);
-        let lookup = channel.lookup_or_park(&cursor, 10, &carol, &carol_waiter, || false);
+        let lookup = channel.lookup_or_park(&cursor, 10, carol.key(), &carol_waiter, || false);
         assert!(matches!(lookup, Lookup::Left));
         assert_eq!(n_parked(&channel), 0);
     }
@@ -662,7 +668,7 @@ mod tests {
         let ada = session(&channel, "ada");
         let waiter = Arc::new(Waiter::new(Sends));
         let cursor = head(&channel);
-        let park = channel.lookup_or_park(&cursor, 10, &ada, &waiter, || true);
+        let park = channel.lookup_or_park(&cursor, 10, ada.key(), &waiter, || true);
         assert_eq!(n_parked(&channel), 1);
         drop(park);
         assert_eq!(n_parked(&channel), 0);

@@ -1,4 +1,4 @@
-//! Which channels are in memory: a channel is loaded from the store when
+//! Which channels are in memory: a channel is loaded from the engine when
 //! it is first used (or created, if it has no history and the client may
 //! create one), and leaves memory once nobody has used it for a while.
 
@@ -9,11 +9,11 @@ use talk_protocol::{ChannelInfo, ChannelName};
 
 use super::channel::Channel;
 use super::{Error, Hub, MayCreate};
-use crate::store;
+use crate::engine::EngineApi;
 
 impl Hub {
     /// The channel `name` with `token` added to its members, and how many
-    /// members it has now: from memory, else loaded from the store (off the
+    /// members it has now: from memory, else loaded from the engine (off the
     /// runtime's threads), else created with a new epoch if `may_create`
     /// lets the client create one.
     ///
@@ -29,11 +29,7 @@ impl Hub {
         if let Some(entered) = self.enter_in_memory(name, token) {
             return Ok(entered);
         }
-        let store = self.store.clone();
-        let key = name.as_str().to_owned();
-        let loaded = tokio::task::spawn_blocking(move || store.load_channel(&key))
-            .await
-            .map_err(|_| store::Error::Closed)??;
+        let loaded = self.engine.load_channel(name).await?;
         let window = self.settings.history_window;
         let channel = match loaded {
             Some(loaded) => Channel::new(

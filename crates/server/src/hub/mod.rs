@@ -1,22 +1,25 @@
 //! The hub: sessions, channels, publishing, and the polls that wait.
 //!
 //! A poll parks here until its channel has something after its cursor; a
-//! publish stores the event, and once it is committed hands the answer to
-//! every parked poll's waiter (see `waiter`). The hub knows no HTTP and does
-//! no I/O itself: the store does the disk work, and a waiter's sink, which
-//! the HTTP layer gives, sends the answer.
+//! publish hands the event to the engine, and once it is committed hands
+//! the answer to every parked poll's waiter (see `waiter`). The hub knows
+//! no HTTP and does no I/O itself: the engine keeps names and history (see
+//! `crate::engine`), and a waiter's sink, which the HTTP layer gives,
+//! sends the answer.
 //!
 //! `impl Hub` is split by what each part owns: `sessions.rs` (start,
 //! rename, recolor, switch, end, expire), `channels.rs` (which channels are
 //! in memory: loading, creating, leaving), `publishing.rs` (publish, show
 //! what is committed, fan out) and `polling.rs` (a poll, parked or
-//! answered).
+//! answered). `channel.rs` and `waiter.rs` know nothing of sessions but a
+//! `SessionKey`; `answer.rs` is what both build and send.
 //!
 //! Locks are taken in this order, and never the other way round:
 //! a session's turn (`Session::changes`, held across awaits) → the session
 //! map (`Hub::sessions`) → a session's state; and a session's turn → the
 //! channel map (`Hub::channels`) → a channel → a session's state → a
-//! waiter's slot. The std mutexes are never held across an await.
+//! waiter's slot. The engine is called with no lock of the hub's held but
+//! a session's turn. The std mutexes are never held across an await.
 
 mod answer;
 mod channel;
@@ -43,8 +46,9 @@ pub(crate) use session::Session;
 use sessions::Sessions;
 pub(crate) use waiter::{Deliver, Delivery, Waiter, WakeTask};
 
+use crate::engine::{Engine, EngineApi};
 use crate::metrics::Metrics;
-use crate::store::{self, Store};
+use crate::store;
 
 /// What the hub needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -98,7 +102,8 @@ pub(crate) enum Error {
 /// The hub of one server.
 pub(crate) struct Hub {
     settings: HubSettings,
-    store: Store,
+    /// Names, history and the other servers (see `engine`).
+    engine: Engine,
     /// To `show_committed`, the task that makes committed events visible.
     committed: mpsc::UnboundedSender<Committed>,
     channels: Mutex<HashMap<ChannelName, Arc<Channel>>>,
@@ -109,14 +114,14 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// A hub with no channel in memory: each is loaded from the store when
+    /// A hub with no channel in memory: each is loaded from the engine when
     /// it is first used.
-    pub(crate) fn new(settings: HubSettings, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(settings: HubSettings, engine: Engine, metrics: Arc<Metrics>) -> Self {
         let (committed, to_show) = mpsc::unbounded_channel();
         tokio::spawn(show_committed(to_show, metrics.clone()));
         Hub {
             settings,
-            store,
+            engine,
             committed,
             channels: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Sessions::default()),
@@ -132,7 +137,7 @@ impl Hub {
 
     /// Why the store cannot commit right now, if it cannot.
     pub(crate) fn store_failure(&self) -> Option<String> {
-        self.store.failure()
+        self.engine.failure()
     }
 }
 
@@ -141,7 +146,7 @@ impl Hub {
     /// A hub on a fresh store in `data`, which must outlive it; on a runtime.
     pub(crate) fn for_tests(data: &std::path::Path) -> Hub {
         let metrics = Arc::new(Metrics::new());
-        let (store, _closer) = Store::open(data, 100, metrics.store.clone(), None).unwrap();
+        let (store, _closer) = store::Store::open(data, 100, metrics.store.clone(), None).unwrap();
         let settings = HubSettings {
             history_window: 100,
             history_on_join: 10,
@@ -150,6 +155,7 @@ impl Hub {
             channel_idle: Duration::from_secs(600),
             max_channels: 100,
         };
-        Hub::new(settings, store, metrics)
+        let engine = crate::engine::Engine::Local(crate::engine::LocalEngine::new(store));
+        Hub::new(settings, engine, metrics)
     }
 }

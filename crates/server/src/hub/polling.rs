@@ -72,14 +72,15 @@ impl Hub {
                         !state.switching && !state.ended && Arc::ptr_eq(&state.channel, &channel)
                     })
             };
-            let park = match channel.lookup_or_park(cursor, history_len, session, waiter, stays) {
-                Lookup::Answer(body) => break body,
-                Lookup::Left if self.is_shutting_down() => {
-                    break channel.empty_answer(cursor, true)
-                }
-                Lookup::Left => continue,
-                Lookup::Parked(park) => park,
-            };
+            let park =
+                match channel.lookup_or_park(cursor, history_len, session.key(), waiter, stays) {
+                    Lookup::Answer(body) => break body,
+                    Lookup::Left if self.is_shutting_down() => {
+                        break channel.empty_answer(cursor, true)
+                    }
+                    Lookup::Left => continue,
+                    Lookup::Parked(park) => park,
+                };
             // The shutdown wakes held polls through `session_changed`
             // (see `begin_shutdown`): one wait fewer to join and leave per poll.
             let outcome = tokio::select! {

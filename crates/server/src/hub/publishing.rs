@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{Channel, FanOut, Published};
 use super::{waiter, Error, Hub, PollBody, Session};
+use crate::engine::EngineApi;
 use crate::metrics::Metrics;
 use crate::store::{self, SendKey, StoredEvent};
 
@@ -81,8 +82,8 @@ impl Hub {
                 // learns that the store closed.
                 let _ = to_show.send(event);
             });
-            self.store
-                .append(channel.name.as_str(), epoch, generation, event, on_commit);
+            self.engine
+                .append(&channel.name, epoch, generation, event, on_commit);
             committed
         };
         let (seq, wait) = match channel.publish(send, build, queue) {
@@ -100,10 +101,10 @@ impl Hub {
                 }
             }
         };
-        // The store takes jobs in order, so the prune comes after the append.
+        // The engine takes jobs in order, so the prune comes after the append.
         if seq % PRUNE_EVERY == 0 {
             if let Some(up_to_seq) = channel.prunable_up_to() {
-                self.store.prune(channel.name.as_str(), up_to_seq);
+                self.engine.prune(&channel.name, up_to_seq);
             }
         }
         Queued { seq, wait }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use talk_protocol::{Color, Name};
 use tokio::sync::Notify;
 
-use super::channel::Channel;
+use super::channel::{Channel, SessionKey};
 
 /// One person online.
 pub(crate) struct Session {
@@ -41,6 +41,11 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
+    /// What tells this session's polls apart in a channel's parked list.
+    pub(crate) fn key(&self) -> SessionKey {
+        SessionKey::of(self)
+    }
+
     pub(crate) fn new(token: Arc<str>, name: Name, color: Color, channel: Arc<Channel>) -> Self {
         Session {
             token,

@@ -1,7 +1,6 @@
 //! The hub's sessions: starting one, its name and color, moving it between
 //! channels, and ending it (asked, or when it stops polling).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,16 +8,15 @@ use std::time::Instant;
 use talk_protocol::{ChannelName, Color, EventKind, LeaveReason, Member, Name};
 
 use super::{Error, Hub, MayCreate, Session};
+use crate::engine::{ClaimedName, EngineApi, NameTaken};
 
-/// The sessions, by token and by name.
+/// This server's sessions, by token; their names are the engine's.
 #[derive(Default)]
 pub(super) struct Sessions {
     /// Looked up for every poll. Hashed with foldhash rather than SipHash:
     /// the tokens are random and made here, so a client cannot choose keys
     /// that collide, and SipHash showed in fan-out profiles.
     by_token: foldhash::HashMap<Arc<str>, Arc<Session>>,
-    /// Lowercased names of the sessions online, to keep names unique.
-    by_name: HashMap<String, Arc<str>>,
 }
 
 /// A new session, as `start` reports it.
@@ -57,23 +55,21 @@ impl Hub {
         let token: Arc<str> = new_token().into();
         let (joined, n_members) = self.enter_channel(&channel, &token, may_create).await?;
         let color = color.unwrap_or_else(|| Color::from_hue(fastrand::u16(0..360)));
-        let (session, name, name_was_taken) = {
+        let ClaimedName {
+            name,
+            name_was_taken,
+        } = self.engine.claim_name(&token, name).await;
+        let session = Arc::new(Session::new(
+            token.clone(),
+            name.clone(),
+            color,
+            joined.clone(),
+        ));
+        {
             let mut sessions = self.sessions.lock().expect("sessions lock");
-            let asked_for_a_name = name.is_some();
-            let wished = name.filter(|name| !sessions.by_name.contains_key(&name.key()));
-            let name_was_taken = asked_for_a_name && wished.is_none();
-            let name = wished.unwrap_or_else(|| guest_name(&sessions.by_name));
-            let session = Arc::new(Session::new(
-                token.clone(),
-                name.clone(),
-                color,
-                joined.clone(),
-            ));
-            sessions.by_name.insert(name.key(), token.clone());
             sessions.by_token.insert(token, session.clone());
             self.metrics.sessions.set(sessions.by_token.len() as i64);
-            (session, name, name_was_taken)
-        };
+        }
         if n_members <= self.settings.presence_limit {
             let announced = self
                 .publish(&joined, &name, color, EventKind::Join, None)
@@ -97,14 +93,14 @@ impl Hub {
         })
     }
 
-    /// Takes a session out of the maps by token and by name.
+    /// Takes a session out of the map by token, and lets go of its name.
     pub(super) fn forget_session(&self, session: &Session, name: &Name) {
-        let mut sessions = self.sessions.lock().expect("sessions lock");
-        sessions.by_token.remove(&session.token);
-        if sessions.by_name.get(&name.key()) == Some(&session.token) {
-            sessions.by_name.remove(&name.key());
+        {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            sessions.by_token.remove(&session.token);
+            self.metrics.sessions.set(sessions.by_token.len() as i64);
         }
-        self.metrics.sessions.set(sessions.by_token.len() as i64);
+        self.engine.release_name(&session.token, name);
     }
 
     /// Ends a session: it leaves its channel, and its token stops working.
@@ -125,7 +121,7 @@ impl Hub {
         };
         self.forget_session(session, &state.name);
         let channel = state.channel;
-        channel.unpark_session(session);
+        channel.unpark_session(session.key());
         session.wake.notify_waiters();
         // Announced while still a member: only members publish to a
         // channel, which is what lets an idle channel leave memory safely.
@@ -204,7 +200,7 @@ impl Hub {
             }
         };
         // Parked polls must not be answered with the session's own leave.
-        old.unpark_session(session);
+        old.unpark_session(session.key());
         if n_members <= self.settings.presence_limit {
             let joined = self
                 .publish(&new, &before.name, before.color, EventKind::Join, None)
@@ -242,20 +238,18 @@ impl Hub {
     /// Renames the session, if nobody else online has the name; returns the
     /// position of the `nick` event.
     pub(crate) async fn rename(&self, session: &Arc<Session>, name: Name) -> Result<u64, Error> {
-        let before = {
-            let mut sessions = self.sessions.lock().expect("sessions lock");
-            if let Some(owner) = sessions.by_name.get(&name.key()) {
-                if *owner != session.token {
-                    return Err(Error::NameTaken {
-                        name: name.as_str().to_owned(),
-                    });
-                }
-            }
-            let before = session.update(|state| std::mem::replace(&mut state.name, name.clone()));
-            sessions.by_name.remove(&before.key());
-            sessions.by_name.insert(name.key(), session.token.clone());
-            before
-        };
+        let before = session.snapshot().name;
+        if self
+            .engine
+            .rename(&session.token, &before, &name)
+            .await
+            .is_err()
+        {
+            return Err(Error::NameTaken {
+                name: name.as_str().to_owned(),
+            });
+        }
+        session.update(|state| state.name = name.clone());
         let state = session.snapshot();
         let channel = &state.channel;
         let kind = EventKind::Nick {
@@ -268,13 +262,15 @@ impl Hub {
         match announced {
             Ok((seq, _)) => Ok(seq),
             Err(error) => {
-                // Refused: the session keeps its name, as nobody saw it change.
-                let mut sessions = self.sessions.lock().expect("sessions lock");
-                if sessions.by_name.get(&name.key()) == Some(&session.token) {
-                    sessions.by_name.remove(&name.key());
+                // Refused: the session keeps its name, as nobody saw it
+                // change; unless someone took that name meanwhile.
+                match self.engine.rename(&session.token, &name, &before).await {
+                    Ok(()) => session.update(|state| state.name = before),
+                    Err(NameTaken) => tracing::warn!(
+                        name = name.as_str(),
+                        "a refused rename keeps its new name: the old one was taken meanwhile"
+                    ),
                 }
-                sessions.by_name.insert(before.key(), session.token.clone());
-                session.update(|state| state.name = before);
                 Err(error)
             }
         }
@@ -299,9 +295,14 @@ impl Hub {
         Ok(announced?.0)
     }
 
-    /// The people in the session's channel, by name.
-    pub(crate) fn who(&self, session: &Session) -> (ChannelName, Vec<Member>) {
-        let channel = session.update(|state| state.channel.clone());
+    /// The people in the session's channel, by name. It takes no turn of
+    /// the session (`changes`): it changes nothing, so it need not wait
+    /// for the session's sends. An ended session is unknown.
+    pub(crate) fn who(&self, session: &Session) -> Result<(ChannelName, Vec<Member>), Error> {
+        let (channel, ended) = session.update(|state| (state.channel.clone(), state.ended));
+        if ended {
+            return Err(Error::UnknownSession);
+        }
         let channel_name = channel.name.clone();
         let tokens = channel.member_tokens();
         let sessions: Vec<Arc<Session>> = {
@@ -322,7 +323,7 @@ impl Hub {
             })
             .collect();
         members.sort_by_key(|member| member.name.to_ascii_lowercase());
-        (channel_name, members)
+        Ok((channel_name, members))
     }
 
     /// Answers every held poll with a reconnect hint, and refuses new sessions.
@@ -342,18 +343,4 @@ fn new_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// A free `guest-NNNN` name; longer numbers once the short ones fill up.
-fn guest_name(taken: &HashMap<String, Arc<str>>) -> Name {
-    let mut upper = 10_000;
-    loop {
-        for _ in 0..16 {
-            let name = format!("guest-{}", fastrand::u32(upper / 10..upper));
-            if !taken.contains_key(&name) {
-                return Name::parse(&name).expect("guest names are valid");
-            }
-        }
-        upper *= 10;
-    }
 }

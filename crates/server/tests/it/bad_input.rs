@@ -6,7 +6,7 @@ use std::time::Duration;
 use talk_client::protocol::PollRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{code, raw_post, test_config, TestServer};
+use crate::support::{code, raw_post, test_config, wait_for_polls_held, TestServer};
 
 /// Asserts the error, then that the server still chats.
 async fn check_error(
@@ -359,7 +359,7 @@ async fn a_poll_of_an_ended_session_is_released_with_401() {
     let ada = server.person("ada").await;
     let token = ada.token().to_owned();
     let held = tokio::spawn(async move { ada.poll_request(10_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     server.api.leave(&token).await.unwrap();
     let result = tokio::time::timeout(Duration::from_secs(5), held)
         .await

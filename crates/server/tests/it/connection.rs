@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::raw::{find, hold_a_poll, post, start_session, Raw};
-use crate::support::{polls_held, test_config, wait_for_polls_held, TestServer};
+use crate::support::{polls_held, test_config, wait_for_polls_held, HeldClock, TestServer};
 
 #[tokio::test]
 async fn one_connection_serves_chat_requests_and_then_anything_else() {
@@ -60,6 +60,8 @@ async fn pipelined_and_fragmented_requests_are_answered_in_order() {
         &request[head_end..],
     ] {
         raw.send(piece).await;
+        // Time must pass here, not a condition come true: apart in time,
+        // the pieces reach the server as separate reads.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pieces = raw.answer().await;
@@ -113,25 +115,10 @@ async fn a_client_that_hangs_up_frees_its_held_poll() {
     .await;
     let mut raw = Raw::connect(&server).await;
     hold_a_poll(&mut raw, "leaver").await;
-    let mut held = 0;
-    for _ in 0..100 {
-        held = polls_held(&server).await;
-        if held == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, 1, "the poll is held");
+    wait_for_polls_held(&server, 1).await;
     drop(raw);
     // The poll timeout is a minute away: only the hang-up can free it.
-    for _ in 0..250 {
-        held = polls_held(&server).await;
-        if held == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(held, 0, "the hung-up poll was let go");
+    wait_for_polls_held(&server, 0).await;
 }
 
 #[tokio::test]
@@ -162,7 +149,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
     let _ = start_session(&mut idle, "idle").await;
     let mut polling = Raw::connect(&server).await;
     hold_a_poll(&mut polling, "held").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     // Both connections would keep the server for its 60 s grace if they
     // were not closed.
     let stopped = tokio::spawn(server.stop());
@@ -178,6 +165,7 @@ async fn shutdown_closes_idle_connections_and_answers_held_polls() {
 
 #[tokio::test]
 async fn the_head_timeout_cuts_off_only_a_silent_head() {
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         request_timeout: Duration::from_millis(300),
         ..test_config()
@@ -196,16 +184,22 @@ async fn the_head_timeout_cuts_off_only_a_silent_head() {
             r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
         );
         raw.send(&post("/poll", &poll)).await;
+        wait_for_polls_held(&server, 1).await;
+        // Just past the poll's deadline (timers count whole milliseconds).
+        clock.advance(Duration::from_millis(wait_ms + 10)).await;
+        wait_for_polls_held(&server, 0).await;
         assert_eq!(raw.answer().await.status, 200);
     }
     raw.send(b"POST /poll HTTP/1.1\r\nHost: t\r\n").await;
-    assert!(raw.closed_by_server().await, "a head never finished");
+    let closed = raw.closed_by_server_as_time_passes(&clock, Duration::from_millis(50));
+    assert!(closed.await, "a head never finished");
 }
 
 #[tokio::test]
 async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
     // The connection's one timer is set 60 s ahead for the head; a poll
     // held 200 ms must move it, not wait for it.
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         request_timeout: Duration::from_secs(60),
         ..test_config()
@@ -221,9 +215,22 @@ async fn a_poll_ends_at_its_own_deadline_on_a_connection_with_a_later_one() {
             r#"{{"token":"{token}","channel":"lobby","cursor":{cursor},"wait_ms":{wait_ms}}}"#
         );
         raw.send(&post("/poll", &poll)).await;
-        let answer = tokio::time::timeout(Duration::from_secs(20), raw.answer())
-            .await
-            .unwrap_or_else(|_| panic!("a {wait_ms} ms poll was still held after 20 s"));
+        wait_for_polls_held(&server, 1).await;
+        // A wait of a second or more may end up to one 250 ms step of the
+        // connections' grid early; none ends before 80% of its time.
+        let wait = Duration::from_millis(wait_ms);
+        clock.advance(wait.mul_f64(0.8)).await;
+        assert_eq!(
+            polls_held(&server).await,
+            1,
+            "a {wait_ms} ms poll ended early"
+        );
+        // Just past its deadline, far before the head's 60 s.
+        clock
+            .advance(wait.mul_f64(0.2) + Duration::from_millis(10))
+            .await;
+        wait_for_polls_held(&server, 0).await;
+        let answer = raw.answer().await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.json["events"], serde_json::json!([]), "{answer:?}");
     }
@@ -341,8 +348,9 @@ async fn an_answer_bigger_than_the_socket_takes_is_finished_by_its_poll() {
     wait_for_polls_held(&server, 1).await;
     let text: String = ('a'..='z').cycle().take(CHARS).collect();
     bob.say(&text).await;
-    // Let the publish fill the socket before anything is read.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The publish has answered the poll (so written what the socket takes)
+    // before anything is read.
+    wait_for_polls_held(&server, 0).await;
     let answer = raw.answer().await;
     let events = answer.json["events"].as_array().map_or(0, Vec::len);
     assert_eq!(events, 1, "the answer holds the one event: {}", answer.head);

@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use talk_client::protocol::{Cursor, PollRequest, Reset};
 
-use crate::support::{message_texts, test_config, wait_for_gauge, Person, TestServer};
+use crate::support::{
+    message_texts, polls_held, test_config, wait_for_gauge, wait_for_polls_held, HeldClock, Person,
+    TestServer,
+};
 
 #[tokio::test]
 async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
@@ -47,23 +50,33 @@ async fn a_cursor_resumed_after_a_gap_gets_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn a_poll_with_nothing_to_say_answers_empty_when_its_time_is_up() {
+    let clock = HeldClock::hold();
     let server = TestServer::start_with(talk_server::Config {
         poll_timeout: Duration::from_millis(300),
         ..test_config()
     })
     .await;
     let ada = server.person("ada").await;
-    let started = Instant::now();
-    let answer = ada
-        .api
-        .poll(&PollRequest {
-            token: ada.token().to_owned(),
-            channel: Some(ada.channel.clone()),
-            cursor: Some(ada.cursor.clone()),
-            wait_ms: None,
-        })
-        .await
-        .unwrap();
+    let started = tokio::time::Instant::now();
+    let polling = {
+        let (api, request) = (
+            ada.api.clone(),
+            PollRequest {
+                token: ada.token().to_owned(),
+                channel: Some(ada.channel.clone()),
+                cursor: Some(ada.cursor.clone()),
+                wait_ms: None,
+            },
+        );
+        tokio::spawn(async move { api.poll(&request).await })
+    };
+    wait_for_polls_held(&server, 1).await;
+    clock.advance(Duration::from_millis(290)).await;
+    assert_eq!(polls_held(&server).await, 1, "answered before the timeout");
+    // Past the timeout and its jitter.
+    clock.advance(Duration::from_millis(50)).await;
+    wait_for_polls_held(&server, 0).await;
+    let answer = polling.await.unwrap().unwrap();
     let held = started.elapsed();
     assert!(answer.events.is_empty() && answer.reset.is_none() && !answer.reconnect);
     assert_eq!(answer.cursor, ada.cursor);
@@ -78,7 +91,7 @@ async fn a_message_wakes_a_held_poll() {
     let mut bob = server.person("bob").await;
     ada.poll(0).await; // past bob's join
     let held = tokio::spawn(async move { ada.poll(10_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     assert!(!held.is_finished(), "the poll should be held");
     bob.say("wake up").await;
     let answer = tokio::time::timeout(Duration::from_secs(5), held)
@@ -94,7 +107,7 @@ async fn switching_channel_releases_the_held_poll() {
     let ada = server.person("ada").await;
     let (api, token) = (ada.api.clone(), ada.token().to_owned());
     let held = tokio::spawn(async move { ada.poll_request(10_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     assert!(!held.is_finished(), "the poll should be held");
     api.send(&token, "j1", "/join games").await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), held)
@@ -303,7 +316,7 @@ async fn shutdown_answers_held_polls_with_a_reconnect_hint() {
     let ada = server.person("ada").await;
     let cursor = ada.cursor.clone();
     let held = tokio::spawn(async move { ada.poll_request(10_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     let stopping = tokio::spawn(server.stop());
     let answer = tokio::time::timeout(Duration::from_secs(5), held)
         .await
@@ -381,7 +394,7 @@ async fn ending_a_session_refuses_its_held_poll() {
     let ada = server.person("ada").await;
     let token = ada.token().to_owned();
     let held = tokio::spawn(async move { ada.poll_request(10_000).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_polls_held(&server, 1).await;
     assert!(!held.is_finished(), "the poll should be held");
     server.api.leave(&token).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(5), held)

@@ -17,3 +17,4 @@ mod raw;
 mod store_faults;
 mod support;
 mod timeouts;
+mod who;

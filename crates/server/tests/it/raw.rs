@@ -2,12 +2,13 @@
 //! connection itself: requests in pieces, pipelining, slow or broken
 //! clients, and what the server writes back byte for byte.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::TestServer;
+use crate::support::{HeldClock, TestServer};
 
 /// One raw HTTP/1.1 connection to the server.
 pub(crate) struct Raw {
@@ -89,6 +90,57 @@ impl Raw {
         let read =
             tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut rest));
         matches!(read.await, Ok(Ok(_))) && rest.is_empty() && self.unread.is_empty()
+    }
+
+    /// As `closed_by_server`, for a test that holds the clock: moves it on
+    /// by `step` at a time until the server closes the connection.
+    pub(crate) async fn closed_by_server_as_time_passes(
+        &mut self,
+        clock: &HeldClock,
+        step: Duration,
+    ) -> bool {
+        let rest = self.read_until_closed_as_time_passes(clock, step).await;
+        rest.is_some_and(|rest| rest.is_empty()) && self.unread.is_empty()
+    }
+
+    /// With the clock held, moves it on by `step` at a time until the
+    /// server closes the connection, and returns what it sent meanwhile;
+    /// `None` if it is still open after 10 s of real time.
+    pub(crate) async fn read_until_closed_as_time_passes(
+        &mut self,
+        clock: &HeldClock,
+        step: Duration,
+    ) -> Option<Vec<u8>> {
+        let mut received = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.read_what_arrived(&mut received).await {
+                return Some(received);
+            }
+            clock.advance(step).await;
+        }
+        None
+    }
+
+    /// Reads what the server has sent, without waiting for more; true once
+    /// it has closed the connection.
+    pub(crate) async fn read_what_arrived(&mut self, received: &mut Vec<u8>) -> bool {
+        // A pause in real time (the test's clock is held), so that the
+        // runtime takes in what the loopback has delivered: this bounds
+        // how often the callers' loops look, it waits for nothing.
+        let pause = || std::thread::sleep(Duration::from_millis(5));
+        tokio::task::spawn_blocking(pause).await.unwrap();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+                // A close with bytes of ours still unread is a reset.
+                Err(error) if error.kind() == ErrorKind::ConnectionReset => return true,
+                Err(error) => panic!("reading the connection: {error}"),
+            }
+        }
     }
 }
 

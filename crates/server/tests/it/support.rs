@@ -197,19 +197,57 @@ pub(crate) async fn polls_held(server: &TestServer) -> i64 {
 
 /// Waits (up to `patience`) until the server's metric `name` reads `expected`:
 /// the way to know the server has done something, without a sleep.
+///
+/// It counts and paces in real time, on a blocking thread, so that it also
+/// works while a test holds tokio's clock still (`HeldClock`).
 pub(crate) async fn wait_for_gauge(
     server: &TestServer,
     name: &str,
     expected: i64,
     patience: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + patience;
+    let deadline = std::time::Instant::now() + patience;
     let mut now = gauge(server, name).await;
-    while now != expected && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while now != expected && std::time::Instant::now() < deadline {
+        let pause = || std::thread::sleep(Duration::from_millis(20));
+        tokio::task::spawn_blocking(pause).await.unwrap();
         now = gauge(server, name).await;
     }
     assert_eq!(now, expected, "{name}");
+}
+
+/// Tokio's clock, paused and held still for a test that moves it itself,
+/// so that poll timeouts and request deadlines pass at once and exactly
+/// when the test says.
+///
+/// A paused clock alone would jump to the next timer whenever the runtime
+/// is idle, also while a request waits on real socket I/O or on the
+/// store's writer thread, so a deadline could pass before the server had
+/// even seen the request. While a blocking task is in flight, tokio does
+/// not jump on a current-thread runtime: `hold` keeps one in flight until
+/// the `HeldClock` is dropped, and only `advance` moves time.
+pub(crate) struct HeldClock {
+    /// Dropping it ends the blocking task that holds the clock.
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+impl HeldClock {
+    /// Pauses the clock and holds it; the test must run on a current-thread
+    /// runtime (`#[tokio::test]`).
+    pub(crate) fn hold() -> HeldClock {
+        tokio::time::pause();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            // Returns once the sender is dropped.
+            let _ = released.recv();
+        });
+        HeldClock { _release: release }
+    }
+
+    /// Moves the clock on by `by`; the timers due by then fire.
+    pub(crate) async fn advance(&self, by: Duration) {
+        tokio::time::advance(by).await;
+    }
 }
 
 /// The value of the server's metric `name` (a gauge or counter without labels).

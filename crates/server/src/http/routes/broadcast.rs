@@ -1,18 +1,19 @@
-//! `POST /broadcast`: start a session, send a message or command, leave;
-//! for either front.
+//! `POST /broadcast`: start a session, send a message or command, ask who
+//! is in the channel, leave; for either front.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use talk_protocol::{
     BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
+    WhoAnswer,
 };
 
 use crate::http::error::ApiError;
 use crate::http::state::App;
 use crate::{command, hub};
 
-/// Answers one `start`, `send` or `leave` from the client at `address`.
+/// Answers one `start`, `send`, `who` or `leave` from the client at `address`.
 pub(crate) async fn answer(
     app: &App,
     address: IpAddr,
@@ -80,6 +81,18 @@ pub(crate) async fn answer(
             app.metrics
                 .send_seconds
                 .observe(started.elapsed().as_secs_f64());
+            Ok(talk_protocol::to_json(&answer))
+        }
+        BroadcastRequest::Who { token } => {
+            // Not a send: no send from the session's bucket, and no wait
+            // for the session's turn, so a client refreshing its member
+            // list neither slows nor is slowed by what the person types.
+            let session = app.hub.session(&token)?;
+            let (channel, members) = app.hub.who(&session)?;
+            let answer = WhoAnswer {
+                channel: channel.as_str().to_owned(),
+                members,
+            };
             Ok(talk_protocol::to_json(&answer))
         }
         BroadcastRequest::Leave { token } => {
