@@ -2,11 +2,16 @@
 """Where a held poll's memory goes: starts `talk serve` (pinned to core 1),
 opens N connections and measures the server's RSS after each step: the bare
 connections, one finished request on each, a session each, and a held poll
-on each. Usage: memory-breakdown.py [N] [path to talk]."""
+on each. With `hyper` as the third argument, each connection first fetches
+`/talk.js`, as a browser that loads the widget and then reuses that
+keep-alive connection for its polls: the server hands such a connection to
+hyper, which then holds its polls. Usage: memory-breakdown.py [N] [path to
+talk] [lean|hyper]."""
 import socket, subprocess, time, re, json, resource, tempfile, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
 TALK = sys.argv[2] if len(sys.argv) > 2 else "target/release/talk"
+FRONT = sys.argv[3] if len(sys.argv) > 3 else "lean"
 data = tempfile.mkdtemp()
 srv = subprocess.Popen(["taskset","-c","1",TALK,"serve","--listen","127.0.0.1:0","--data",data,"--session-rate","0","--send-rate","0","--channel-rate","0","--channel-address-rate","0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 while True:
@@ -31,6 +36,9 @@ out = {"base": rss()}
 # 1. connections only
 socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(N)]
 time.sleep(1); out["connected"] = rss()
+if FRONT == "hyper":
+    for s in socks: req(s, "GET", "/talk.js")
+    for s in socks: read_answer(s)
 # 2. one finished chat request each (idle keep-alive): a poll with a token
 # the server does not know, answered at once with 401
 for s in socks: req(s, "POST", "/poll", b'{"token":"none"}')

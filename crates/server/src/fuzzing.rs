@@ -13,7 +13,6 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,10 +20,11 @@ use talk_protocol::{BroadcastRequest, ChannelName, Color, Cursor, Name, PollRequ
 
 use crate::command::Command;
 use crate::config::Config;
+use crate::http::chat_request::{read_chat_request, ChatRequest};
 use crate::http::connection::{parse_head, Head};
 use crate::http::cors::check_origin;
 use crate::http::host::check_host;
-use crate::http::request::{client_ip, decode_json, decode_versioned_json};
+use crate::http::request::{decode_json, decode_versioned_json, forwarded_ip};
 
 /// Target `command`: `Command::parse` never panics, its errors can be
 /// shown, and a parsed command typed back as text parses to itself.
@@ -150,23 +150,26 @@ fn head_config() -> &'static Config {
     })
 }
 
-/// Target `request_head`: the connection's head parser never panics; a chat
-/// head it accepts is decided by the head alone (not by what follows it,
-/// nor seen early in a part of it); and it reads the head as hyper and the
-/// router would read the same header lines: the same origin check, the
-/// same client address, a close when any `Connection` header asks, and
-/// `Host` headers that the hyper front's rule (RFC 9112: exactly one in an
-/// HTTP/1.1 request) lets through, as it refuses every head the router
-/// would answer 400.
+/// Target `request_head`: the lean path's head reader never panics; a
+/// chat head it accepts is decided by the head alone (not by what follows
+/// it, nor seen early in a part of it); and the `ChatRequest` it reads is
+/// the one the router's front reads from the same header lines as hyper
+/// hands them over (a `HeaderMap`, which groups repeated names), which in
+/// turn says what the rules say when read straight off that map: one
+/// `Host`, the first `Origin` checked against the allow-list, the client
+/// from the last line of the proxy's header, and a close when any
+/// `Connection` header asks. Both fronts call the one reader of chat
+/// heads, so this guards what each front hands it, and the reader itself.
 pub fn request_head(data: &[u8]) {
     let config = head_config();
-    let Some(Head::Chat(head)) = parse_head(data, config) else {
+    let peer = SocketAddr::from(([192, 0, 2, 1], 4000));
+    let Some(Head::Chat(head)) = parse_head(data, peer.ip(), config) else {
         return;
     };
     assert!(head.head_len <= data.len(), "{head:?}");
     assert!(head.body_len <= config.max_body_bytes, "{head:?}");
     let head_only = &data[..head.head_len];
-    let again = parse_head(head_only, config);
+    let again = parse_head(head_only, peer.ip(), config);
     assert!(
         matches!(&again, Some(Head::Chat(again)) if *again == head),
         "the bytes after the head changed it: {again:?}, not {head:?}"
@@ -174,7 +177,7 @@ pub fn request_head(data: &[u8]) {
     let step = (head.head_len / 64).max(1);
     for end in (0..head.head_len).step_by(step) {
         assert_eq!(
-            parse_head(&data[..end], config),
+            parse_head(&data[..end], peer.ip(), config),
             None,
             "a part of the head ({end} of {} bytes) was taken for a whole one",
             head.head_len
@@ -197,31 +200,47 @@ pub fn request_head(data: &[u8]) {
         };
         headers.append(name, value);
     }
+    let routed = read_chat_request(
+        head.route,
+        true,
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        peer.ip(),
+        config,
+    );
+    let lean = ChatRequest {
+        route: head.route,
+        origin: head.origin,
+        close: head.close,
+        client_ip: head.client_ip,
+        body_len: Some(head.body_len),
+        refused: None,
+    };
+    assert_eq!(lean, routed, "the router's front reads another request");
+
     // A chat head is HTTP/1.1.
     let hosts = headers.get_all(header::HOST).iter().count();
     assert_eq!(check_host(true, hosts), Ok(()), "Host headers");
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     assert_eq!(
-        head.origin,
+        routed.origin,
         check_origin(&config.allow_origins, origin),
         "origin"
     );
-    let peer = SocketAddr::from(([192, 0, 2, 1], 4000));
-    let router_ip = client_ip(
-        &headers,
-        Some(&ConnectInfo(peer)),
-        config.client_ip_header.as_deref(),
-    );
-    assert_eq!(
-        head.forwarded_ip.unwrap_or(peer.ip()),
-        router_ip,
-        "client address"
-    );
+    let proxy_header = config.client_ip_header.as_deref().unwrap_or_default();
+    let client_ip = headers
+        .get_all(proxy_header)
+        .iter()
+        .next_back()
+        .and_then(|value| forwarded_ip(value.as_bytes()))
+        .unwrap_or(peer.ip());
+    assert_eq!(routed.client_ip, client_ip, "client address");
     let asks_to_close = headers.get_all(header::CONNECTION).iter().any(|value| {
         value
             .as_bytes()
             .split(|byte| *byte == b',')
             .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
     });
-    assert_eq!(head.close, asks_to_close, "connection: close");
+    assert_eq!(routed.close, asks_to_close, "connection: close");
 }

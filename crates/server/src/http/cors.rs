@@ -5,10 +5,11 @@
 //! A simple request reaches the server whatever its origin, so the
 //! allow-list is enforced here too, not left to the browser.
 
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-/// The CORS layer for every answer, errors included.
+/// The CORS layer for the answers of the routes that are not the chat's
+/// (assets, `/healthz`, unknown paths), and for preflights to any route.
 pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
     let origins = if allow_origins.is_empty() {
         AllowOrigin::any()
@@ -25,27 +26,6 @@ pub(crate) fn layer(allow_origins: &[String]) -> CorsLayer {
         .allow_headers([header::CONTENT_TYPE])
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(24 * 60 * 60))
-}
-
-/// Whether a request from `origin` may use the chat.
-pub(crate) fn origin_allowed(allow_origins: &[String], origin: Option<&HeaderValue>) -> bool {
-    check_origin(allow_origins, origin.map(HeaderValue::as_bytes)) != OriginCheck::Refused
-}
-
-/// Lets the page a `403 origin_not_allowed` refuses read that refusal, so
-/// that it can say the chat is not available there instead of retrying.
-///
-/// Granting this one answer to an origin off the allow-list is safe: the
-/// refused request did nothing (it is refused before its body is read),
-/// the answer holds only the fixed code and message that anyone can get
-/// with curl, and the chat uses no cookies or other credentials (no
-/// `access-control-allow-credentials`), so nothing of the visitor's is
-/// revealed. The page learns only that it is refused. Every other answer
-/// to that origin still grants nothing, and the request goes to the router
-/// (see `connection::parse_head`), so this is the one place that writes it;
-/// the layer adds `vary: origin` to it as to every answer.
-pub(crate) fn grant_refusal(headers: &mut HeaderMap, origin: &HeaderValue) {
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
 }
 
 /// What the allow-list says of a request's `Origin`.
@@ -76,23 +56,47 @@ pub(crate) fn check_origin(allow_origins: &[String], origin: Option<&[u8]>) -> O
         .map_or(OriginCheck::Refused, OriginCheck::Listed)
 }
 
-/// Writes the CORS header lines of a chat answer, the same ones the layer
-/// adds to answers made by the router. A refused origin's request never
-/// gets here: the router answers it, with `grant_refusal`.
-pub(crate) fn write_answer_headers(
-    out: &mut Vec<u8>,
-    allow_origins: &[String],
-    check: OriginCheck,
-) {
-    out.extend_from_slice(b"access-control-expose-headers: retry-after\r\n");
-    match check {
-        OriginCheck::Any => out.extend_from_slice(b"access-control-allow-origin: *\r\n"),
+/// What decides a chat answer's CORS headers: the allow-list, what it
+/// said of the request's `Origin`, and that origin's value, which only a
+/// refusal reads.
+#[derive(Clone, Copy)]
+pub(crate) struct ChatCors<'request> {
+    pub(crate) allow_origins: &'request [String],
+    pub(crate) origin: OriginCheck,
+    /// The request's first `Origin`, granted the refusal (see below).
+    pub(crate) refused_origin: Option<&'request [u8]>,
+}
+
+/// Hands each CORS header line of a chat answer to `line`: the one place
+/// that decides them, for both fronts. They are the lines the CORS layer
+/// gives the other routes' answers: `retry-after` exposed, `*` without an
+/// allow-list, and with one the listed origin and `vary: origin`.
+///
+/// A refused origin is granted its refusal, so that the page a
+/// `403 origin_not_allowed` refuses can say the chat is not available
+/// there instead of retrying. Granting this one answer to an origin off
+/// the allow-list is safe: the refused request did nothing (it is refused
+/// before its body is read), the answer holds only the fixed code and
+/// message that anyone can get with curl, and the chat uses no cookies or
+/// other credentials (no `access-control-allow-credentials`), so nothing
+/// of the visitor's is revealed. Every other answer to that origin still
+/// grants nothing.
+pub(crate) fn chat_answer_headers(cors: ChatCors<'_>, line: &mut impl FnMut(&'static str, &[u8])) {
+    line("access-control-expose-headers", b"retry-after");
+    match cors.origin {
+        OriginCheck::Any => line("access-control-allow-origin", b"*"),
         OriginCheck::Listed(index) => {
-            out.extend_from_slice(b"vary: origin\r\naccess-control-allow-origin: ");
-            out.extend_from_slice(allow_origins[index].as_bytes());
-            out.extend_from_slice(b"\r\n");
+            line("vary", b"origin");
+            let origin = cors.allow_origins[index].as_bytes();
+            line("access-control-allow-origin", origin);
         }
-        OriginCheck::NoOrigin | OriginCheck::Refused => out.extend_from_slice(b"vary: origin\r\n"),
+        OriginCheck::NoOrigin => line("vary", b"origin"),
+        OriginCheck::Refused => {
+            line("vary", b"origin");
+            if let Some(origin) = cors.refused_origin {
+                line("access-control-allow-origin", origin);
+            }
+        }
     }
 }
 

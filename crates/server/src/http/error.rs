@@ -1,9 +1,9 @@
-//! Every error answer, in one place: its status, its code and its JSON body.
+//! Every error answer, in one place: its status, its code and its JSON
+//! body (`answer.rs` encodes it, for either front).
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use talk_protocol::{ErrorBody, ErrorDetail, InvalidValue};
 
 use super::host::HostError;
@@ -128,26 +128,5 @@ impl ApiError {
         let retry_after_secs =
             retry_after.map(|wait| (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
         (status, talk_protocol::to_json(&body), retry_after_secs)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, body, retry_after_secs) = self.answer_parts();
-        let mut response = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
-        if let Some(seconds) = retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
     }
 }

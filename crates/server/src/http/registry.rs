@@ -17,8 +17,6 @@ use std::task::Waker;
 use slab::Slab;
 
 use super::phase::{Activity, Deadline, Phase, Seen};
-use super::socket_sink::SocketSink;
-use crate::hub::Waiter;
 
 /// The open connections.
 #[derive(Default)]
@@ -32,12 +30,25 @@ pub(crate) struct Registry {
 /// One connection, as the registry knows it. Weak, so that a connection's
 /// socket closes when its task ends, whatever the registry holds.
 enum Entry {
-    /// Served by the connection layer; its write half is in the sink.
-    Lean(Weak<Waiter<SocketSink>>),
+    /// Served by the lean path (`connection`).
+    Lean(Weak<dyn LeanConnection>),
     /// Served by hyper and the router.
     HandedOver(Weak<HandedOver>),
     /// Chosen to be closed; its task has not ended yet.
     Closing,
+}
+
+/// What a connection served by the lean path shares with the registry: a
+/// trait, so that the registry does not import the connection layer back
+/// (the lean path registers itself here), and so that connections over
+/// other streams can share one registry. Only the rare choice of
+/// connections to close calls through it.
+pub(crate) trait LeanConnection: Send + Sync {
+    /// What the connection is doing.
+    fn phase(&self) -> &Phase;
+    /// Shuts the socket down both ways, so that the connection's task,
+    /// waiting for bytes, finds it closed, and the client learns at once.
+    fn shut_down(&self);
 }
 
 /// What a connection handed over to hyper shares with the registry.
@@ -82,8 +93,13 @@ impl Closed {
 impl Registry {
     /// Enters a connection of the connection layer, until the returned
     /// registration is dropped.
-    pub(crate) fn register(&self, waiter: &Arc<Waiter<SocketSink>>) -> Registration<'_> {
-        let entry = Entry::Lean(Arc::downgrade(waiter));
+    pub(crate) fn register<C: LeanConnection + 'static>(
+        &self,
+        connection: &Arc<C>,
+    ) -> Registration<'_> {
+        let connection: Weak<C> = Arc::downgrade(connection);
+        let connection: Weak<dyn LeanConnection> = connection;
+        let entry = Entry::Lean(connection);
         let key = self.entries.lock().expect("registry lock").insert(entry);
         Registration {
             registry: self,
@@ -139,7 +155,7 @@ impl Entry {
     /// What the connection is doing, unless it is closing or closed.
     fn phase_seen(&self) -> Option<Seen> {
         match self {
-            Entry::Lean(waiter) => Some(waiter.upgrade()?.sink().phase.seen()),
+            Entry::Lean(connection) => Some(connection.upgrade()?.phase().seen()),
             Entry::HandedOver(handed_over) => Some(handed_over.upgrade()?.phase.seen()),
             Entry::Closing => None,
         }
@@ -149,11 +165,10 @@ impl Entry {
     /// if it has moved on (a request arrived whole, say) or has closed.
     fn close_if_still(&self, seen: Seen) -> bool {
         match self {
-            Entry::Lean(waiter) => waiter.upgrade().is_some_and(|waiter| {
-                let sink = waiter.sink();
+            Entry::Lean(connection) => connection.upgrade().is_some_and(|connection| {
                 // Shutting the socket down ends the task's wait for bytes.
-                sink.phase.close_if_still(seen) && {
-                    sink.shut_down();
+                connection.phase().close_if_still(seen) && {
+                    connection.shut_down();
                     true
                 }
             }),

@@ -4,8 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::http::answer::JsonAnswer;
 use crate::http::error::ApiError;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::widget;
 
 pub(crate) async fn asset(
@@ -14,7 +15,8 @@ pub(crate) async fn asset(
     headers: HeaderMap,
 ) -> Response {
     let Some(asset) = widget::asset(&name) else {
-        return app.error_answer(ApiError::NotFound);
+        // The CORS layer around this route adds the CORS headers.
+        return JsonAnswer::error(&app, ApiError::NotFound).into_response(None);
     };
     let etag = asset.etag();
     let cache_headers = [

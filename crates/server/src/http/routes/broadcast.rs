@@ -1,35 +1,21 @@
 //! `POST /broadcast`: start a session, send a message or command, ask who
-//! is in the channel, leave.
+//! is in the channel, leave; for either front.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::response::Response;
 use talk_protocol::{
     BroadcastRequest, ChannelName, Color, LeaveReason, Name, SendAnswer, SendId, StartAnswer,
     WhoAnswer,
 };
 
 use crate::http::error::ApiError;
-use crate::http::request::{ClientIp, JsonBody};
-use crate::http::{chat_answer, AppState};
+use crate::http::state::App;
 use crate::{command, hub};
-
-pub(crate) async fn broadcast(
-    State(app): State<AppState>,
-    ClientIp(address): ClientIp,
-    JsonBody(request): JsonBody<BroadcastRequest>,
-) -> Response {
-    match answer(&app, address, request).await {
-        Ok(json) => chat_answer(json),
-        Err(error) => app.error_answer(error),
-    }
-}
 
 /// Answers one `start`, `send`, `who` or `leave` from the client at `address`.
 pub(crate) async fn answer(
-    app: &AppState,
+    app: &App,
     address: IpAddr,
     request: BroadcastRequest,
 ) -> Result<Vec<u8>, ApiError> {

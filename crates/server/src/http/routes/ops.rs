@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{App, AppState};
+use crate::http::state::{App, AppState};
 
 /// Why the server cannot take traffic now: `/healthz` answers 503 with it,
 /// so that a load balancer sends clients elsewhere.

@@ -13,17 +13,18 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 
-use super::answer::{encode_answer, ok_answer};
-use super::cors::OriginCheck;
-use super::phase::{Activity, Phase};
-use super::Connections;
-use crate::hub::{Deliver, Delivery, PollBody};
+use super::stream::LeanStream;
+use crate::http::answer::JsonAnswer;
+use crate::http::cors::{ChatCors, OriginCheck};
+use crate::http::phase::{Activity, Phase};
+use crate::http::registry::LeanConnection;
+use crate::http::state::Connections;
+use crate::hub::{Deliver, Delivery, PollBody, Waiter};
 
 /// A connection's write half, and what the answer to its held poll needs.
-pub(crate) struct SocketSink {
-    write: OwnedWriteHalf,
+pub(crate) struct SocketSink<S: LeanStream> {
+    write: S::Write,
     connections: Arc<Connections>,
     /// What the connection is doing, for the registry of connections: here
     /// because the sink is already shared, so it costs one word.
@@ -42,8 +43,8 @@ struct PollHead {
     close: bool,
 }
 
-impl SocketSink {
-    pub(crate) fn new(write: OwnedWriteHalf, connections: Arc<Connections>) -> Self {
+impl<S: LeanStream> SocketSink<S> {
+    pub(crate) fn new(write: S::Write, connections: Arc<Connections>) -> Self {
         SocketSink {
             write,
             phase: Phase::new(Activity::Idle(connections.clock.deadline_from_now())),
@@ -64,16 +65,40 @@ impl SocketSink {
     /// Writes all of `bytes`, waiting for room in the socket when it has none.
     pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            match self.write.try_write(bytes) {
+            match S::try_write(&self.write, bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => bytes = &bytes[written..],
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    self.write.writable().await?;
+                    S::writable(&self.write).await?;
                 }
                 Err(error) => return Err(error),
             }
         }
         Ok(())
+    }
+
+    /// Writes `answer` to a request from `origin`: false when the
+    /// connection is to end, as the write failed or the answer closes it
+    /// (the client asked to, or the server is stopping).
+    pub(crate) async fn write_answer(
+        &self,
+        answer: &JsonAnswer,
+        origin: OriginCheck,
+        asked_to_close: bool,
+    ) -> bool {
+        let close = asked_to_close || self.connections.closing.is_cancelled();
+        let bytes = answer.encode(self.cors(origin), close);
+        self.write_all(&bytes).await.is_ok() && !close
+    }
+
+    /// What decides the CORS headers of an answer to `origin`. A refused
+    /// origin's request never gets here: the router answers it.
+    fn cors(&self, origin: OriginCheck) -> ChatCors<'_> {
+        ChatCors {
+            allow_origins: &self.connections.app.config.allow_origins,
+            origin,
+            refused_origin: None,
+        }
     }
 
     /// Writes what a delivery began and could not finish.
@@ -85,28 +110,33 @@ impl SocketSink {
         }
     }
 
-    /// Shuts the socket down both ways, so that the connection's task,
-    /// waiting for bytes, finds it closed, and the client learns at once.
-    pub(crate) fn shut_down(&self) {
-        let _ = socket2::SockRef::from(self.write.as_ref()).shutdown(std::net::Shutdown::Both);
-    }
-
     /// The write half, to give the connection back whole.
-    pub(crate) fn into_write_half(self) -> OwnedWriteHalf {
+    pub(crate) fn into_write_half(self) -> S::Write {
         self.write
     }
 }
 
-impl Deliver for SocketSink {
+/// The registry of connections reaches a lean connection through the
+/// waiter its polls park, which holds the sink.
+impl<S: LeanStream> LeanConnection for Waiter<SocketSink<S>> {
+    fn phase(&self) -> &Phase {
+        &self.sink().phase
+    }
+
+    fn shut_down(&self) {
+        S::shut_down(&self.sink().write);
+    }
+}
+
+impl<S: LeanStream> Deliver for SocketSink<S> {
     fn deliver(&self, body: &PollBody) -> Delivery {
         let request = *self.request.lock().expect("sink lock");
         // Closing is the poll's task's to do, after the answer.
         if request.close || self.connections.closing.is_cancelled() {
             return Delivery::Declined;
         }
-        let allow_origins = &self.connections.app.config.allow_origins;
-        let answer = encoded_answer(body, request.origin, allow_origins);
-        match self.write.try_write(&answer) {
+        let answer = encoded_answer(body, self.cors(request.origin));
+        match S::try_write(&self.write, &answer) {
             Ok(written) if written == answer.len() => Delivery::Sent,
             Ok(written) => {
                 *self.rest.lock().expect("sink lock") = Some(answer.slice(written..));
@@ -136,21 +166,21 @@ thread_local! {
 
 /// The whole answer (head and body) for a poll from `origin`, encoded once
 /// for all the polls of a fan-out that have the same head.
-fn encoded_answer(body: &PollBody, origin: OriginCheck, allow_origins: &[String]) -> Bytes {
+fn encoded_answer(body: &PollBody, cors: ChatCors<'_>) -> Bytes {
     LAST_ENCODED.with_borrow_mut(|last| {
         if let Some(last) = last {
-            if last.origin == origin
+            if last.origin == cors.origin
                 && last.body.as_ptr() == body.json.as_ptr()
                 && last.body.len() == body.json.len()
             {
                 return last.answer.clone();
             }
         }
-        let encoded = encode_answer(&ok_answer(body.json.clone()), allow_origins, origin, false);
+        let encoded = JsonAnswer::ok(body.json.clone()).encode(cors, false);
         let answer = Bytes::from(encoded);
         *last = Some(EncodedAnswer {
             body: body.json.clone(),
-            origin,
+            origin: cors.origin,
             answer: answer.clone(),
         });
         answer

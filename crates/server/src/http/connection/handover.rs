@@ -28,21 +28,22 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use super::host::check_host;
-use super::phase::{Activity, RequestClock};
-use super::registry::HandedOver;
-use super::Connections;
+use super::stream::LeanStream;
+use crate::http::answer::JsonAnswer;
+use crate::http::host::check_host;
+use crate::http::phase::{Activity, RequestClock};
+use crate::http::registry::HandedOver;
+use crate::http::state::Connections;
 
 /// Serves the rest of the connection with hyper and the router; hyper
 /// reads `read_first` (what the lean path read of the request) first.
 /// `read_ended`: the client has already stopped sending, and hyper is to
 /// answer what it sent all the same.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: LeanStream>(
+    stream: S,
     read_first: Vec<u8>,
     handed_over: Arc<HandedOver>,
     peer: SocketAddr,
@@ -68,7 +69,9 @@ pub(crate) async fn serve(
             let answer = async move {
                 match host {
                     Ok(()) => router.oneshot(request).await,
-                    Err(error) => Ok(app.error_answer(error.into())),
+                    // Outside the router and its CORS layer, as the request
+                    // may be for any route.
+                    Err(error) => Ok(JsonAnswer::error(&app, error.into()).into_response(None)),
                 }
             };
             tokio::pin!(answer);
@@ -184,10 +187,10 @@ impl Body for RequestBody {
 
 /// The connection as hyper reads and writes it: the bytes the lean path
 /// read come first, and reads are held to the request deadline.
-struct HandedOverStream {
+struct HandedOverStream<S> {
     read_first: Vec<u8>,
     position: usize,
-    stream: TcpStream,
+    stream: S,
     /// Wakes a read that waits at the deadline; moved only when the
     /// deadline changes.
     alarm: Pin<Box<Sleep>>,
@@ -196,7 +199,7 @@ struct HandedOverStream {
     metrics_timeouts: prometheus_client::metrics::counter::Counter,
 }
 
-impl HandedOverStream {
+impl<S> HandedOverStream<S> {
     /// The end of a read at the deadline: an idle connection ends as if
     /// the client had closed it; a request that has not arrived whole is
     /// an error that ends the connection without an answer.
@@ -216,7 +219,7 @@ impl HandedOverStream {
     }
 }
 
-impl AsyncRead for HandedOverStream {
+impl<S: AsyncRead + Unpin> AsyncRead for HandedOverStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -279,7 +282,7 @@ impl AsyncRead for HandedOverStream {
     }
 }
 
-impl AsyncWrite for HandedOverStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HandedOverStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
