@@ -1,5 +1,6 @@
 //! House rules that a compiler does not check: every Rust file of the
-//! workspace starts with a `//!` comment saying what it owns, and the
+//! repository (the workspace, and the peer bench and fuzz workspaces
+//! beside it) starts with a `//!` comment saying what it owns, and the
 //! README's install command installs the `talk` command.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +8,13 @@ use std::path::{Path, PathBuf};
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // Build output and npm packages are not ours.
+        let generated = path
+            .file_name()
+            .is_some_and(|name| name == "target" || name == "node_modules");
+        if generated {
+            continue;
+        }
         if path.is_dir() {
             rust_files(&path, found);
         } else if path.extension().is_some_and(|extension| extension == "rs") {
@@ -17,22 +25,24 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_rust_file_says_what_it_owns() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
-    rust_files(&crates, &mut files);
-    assert!(
-        files.len() > 20,
-        "found only {} files under {}",
-        files.len(),
-        crates.display()
-    );
+    for workspace in ["crates", "bench", "fuzz"] {
+        let before = files.len();
+        rust_files(&root.join(workspace), &mut files);
+        assert!(
+            files.len() > before,
+            "found no Rust file under {workspace}/"
+        );
+    }
+    assert!(files.len() > 20, "found only {} files", files.len());
     let undocumented: Vec<String> = files
         .iter()
         .filter(|path| {
             let text = std::fs::read_to_string(path).unwrap();
             !text.trim_start().starts_with("//!")
         })
-        .map(|path| path.strip_prefix(&crates).unwrap().display().to_string())
+        .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
         .collect();
     assert!(
         undocumented.is_empty(),
