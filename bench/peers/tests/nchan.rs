@@ -6,11 +6,13 @@
 //! Without nginx or the Nchan module the test says so and passes, except in
 //! CI (`CI` set), where it fails, as the proxy tests of talk do.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use talk_bench::{FanoutConfig, PollTransport, Scenario, Target};
+use talk_bench::{PollTransport, Scenario, Target};
 use talk_peers::Nchan;
 
 /// Where Debian's `libnginx-mod-nchan` puts the module.
@@ -148,33 +150,7 @@ async fn a_fanout_through_nchan_loses_nothing() {
         format!("http://127.0.0.1:{}", server.port),
         Duration::from_secs(20),
     );
-    let pollers = 200;
-    let messages = 20;
-    let scenario = Scenario::Fanout(FanoutConfig {
-        pollers,
-        messages,
-        interval: Duration::from_millis(50),
-    });
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(120),
-        talk_bench::run::<Nchan>(&target, &scenario),
-    )
-    .await
-    .expect("the run ends within 2 minutes")
-    .expect("the run completes");
-    eprintln!("{}", outcome.summary);
-    let json: serde_json::Value = serde_json::from_str(&outcome.json).unwrap();
-    let result = &json["result"];
-    assert_eq!(json["peer"], "nchan");
-    assert_eq!(result["ready"], pollers);
-    assert_eq!(result["sends"]["acked"], messages);
-    assert_eq!(result["expected_deliveries"], messages * pollers as u64);
-    assert_eq!(result["deliveries"], messages * pollers as u64);
-    for counter in ["missing", "duplicates", "out_of_order", "resets"] {
-        assert_eq!(result["completeness"][counter], 0, "{counter}");
-    }
-    assert_eq!(result["errors"], serde_json::json!({}));
-    assert!(outcome.clean, "{}", outcome.summary);
+    support::fanout_loses_nothing::<Nchan>(&target, 200, 20, Duration::from_millis(50)).await;
 }
 
 /// A talk-only scenario is refused against Nchan rather than run wrong.

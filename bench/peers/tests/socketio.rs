@@ -8,6 +8,8 @@
 //! `bench/peers/socketio`) the test says so and passes, except in CI (`CI`
 //! set), where it fails, as the Nchan test does.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -136,33 +138,7 @@ async fn a_fanout_through_socketio_loses_nothing() {
     }
     let server = SocketioServer::start(Duration::from_secs(1));
     let target = socketio_target(server.base_url.clone(), Duration::from_secs(20));
-    let pollers = 300;
-    let messages = 30;
-    let scenario = Scenario::Fanout(FanoutConfig {
-        pollers,
-        messages,
-        interval: Duration::from_millis(100),
-    });
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(120),
-        talk_bench::run::<Socketio>(&target, &scenario),
-    )
-    .await
-    .expect("the run ends within 2 minutes")
-    .expect("the run completes");
-    eprintln!("{}", outcome.summary);
-    let json: serde_json::Value = serde_json::from_str(&outcome.json).unwrap();
-    let result = &json["result"];
-    assert_eq!(json["peer"], "socketio");
-    assert_eq!(result["ready"], pollers);
-    assert_eq!(result["sends"]["acked"], messages);
-    assert_eq!(result["expected_deliveries"], messages * pollers as u64);
-    assert_eq!(result["deliveries"], messages * pollers as u64);
-    for counter in ["missing", "duplicates", "out_of_order", "resets"] {
-        assert_eq!(result["completeness"][counter], 0, "{counter}");
-    }
-    assert_eq!(result["errors"], serde_json::json!({}));
-    assert!(outcome.clean, "{}", outcome.summary);
+    support::fanout_loses_nothing::<Socketio>(&target, 300, 30, Duration::from_millis(100)).await;
 }
 
 /// A server that is not Socket.IO fails the run at its handshake, with the
